@@ -1,0 +1,186 @@
+"""Metric formulas and scorecards: service, cost, utilization and risk.
+
+Risk measures follow Rockafellar & Uryasev (2000), "Optimization of conditional
+value-at-risk", J. Risk 2(3):21-41, for a *loss* ``L`` (higher is worse):
+
+- ``VaR_a(L) = min{ t : P(L <= t) >= a }`` (the lower ``a``-quantile);
+- ``CVaR_a(L) = min_t  t + E[(L - t)^+] / (1 - a)``, whose minimiser is ``VaR_a``.
+
+On ``n`` equally likely samples the minimum is attained at a sample point, and the value
+is exact (it splits the atom at VaR when ``n (1 - a)`` is not an integer).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from scipy import stats
+
+from peakplan.pack import MetricDefinition, PlanningPack
+
+__all__ = [
+    "DEFINITIONS",
+    "Scorecard",
+    "cvar",
+    "mean_ci",
+    "normal_cvar",
+    "normal_var",
+    "scorecard",
+    "var",
+]
+
+
+def var(losses: np.ndarray, alpha: float) -> float:
+    """Value-at-risk ``VaR_alpha``: the smallest ``t`` with ``P(L <= t) >= alpha``.
+
+    ``losses``: samples of the loss (any unit), equally likely; ``alpha`` in (0, 1).
+    """
+    x = np.sort(np.asarray(losses, float).ravel())
+    if x.size == 0:
+        raise ValueError("var() needs at least one sample")
+    if not 0.0 < alpha < 1.0:
+        raise ValueError(f"alpha must be in (0, 1), got {alpha}")
+    k = int(np.ceil(alpha * x.size - 1e-12)) - 1
+    return float(x[max(k, 0)])
+
+
+def cvar(losses: np.ndarray, alpha: float) -> float:
+    """Conditional value-at-risk (Rockafellar-Uryasev), exact on equally likely samples.
+
+    ``CVaR_a = VaR_a + E[(L - VaR_a)^+] / (1 - a)`` (R&U 2000, Thm. 1 with t* = VaR_a).
+    """
+    x = np.asarray(losses, float).ravel()
+    t = var(x, alpha)
+    return float(t + np.maximum(x - t, 0.0).mean() / (1.0 - alpha))
+
+
+def normal_var(mu: float, sigma: float, alpha: float) -> float:
+    """VaR of a normal loss ``N(mu, sigma^2)``: ``mu + sigma * Phi^-1(alpha)``."""
+    return float(mu + sigma * stats.norm.ppf(alpha))
+
+
+def normal_cvar(mu: float, sigma: float, alpha: float) -> float:
+    """CVaR of a normal loss: ``mu + sigma * phi(Phi^-1(alpha)) / (1 - alpha)`` (R&U 2000, eq. 6)."""
+    return float(mu + sigma * stats.norm.pdf(stats.norm.ppf(alpha)) / (1.0 - alpha))
+
+
+def mean_ci(x: np.ndarray, level: float = 0.95) -> tuple[float, float, float]:
+    """Mean and a normal-approximation confidence interval ``(mean, lo, hi)``."""
+    x = np.asarray(x, float)
+    x = x[np.isfinite(x)]
+    if x.size == 0:
+        return (float("nan"),) * 3
+    m = float(x.mean())
+    if x.size < 2:
+        return m, m, m
+    h = float(stats.norm.ppf(0.5 + level / 2) * x.std(ddof=1) / np.sqrt(x.size))
+    return m, m - h, m + h
+
+
+DEFINITIONS: tuple[MetricDefinition, ...] = (
+    MetricDefinition("fill_rate", "served within max_delay / demand, over the service window",
+                     "share", "per path; mean and P5 over paths", "higher"),
+    MetricDefinition("lost", "demand unserved after waiting max_delay periods",
+                     "units", "sum over periods; mean, VaR, CVaR over paths", "lower"),
+    MetricDefinition("cost", "base capacity + levers + flex used + penalty x (lost + backlog at horizon)"
+                     " + backlog cost + holding", "currency", "sum over periods; mean, P95, CVaR95", "lower"),
+    MetricDefinition("utilization", "load served / capacity in place (regular + flex used)",
+                     "share", "ratio of sums over peak (or off-peak) periods; mean over paths", "higher"),
+    MetricDefinition("p_breach", "P(fill_rate < service target)", "probability",
+                     "share of paths", "lower"),
+    MetricDefinition("worst_period_service", "min over service-window periods of served / request",
+                     "share", "per path; mean over paths", "higher"),
+    MetricDefinition("cvar95_cost", "Rockafellar-Uryasev CVaR at 95% of total cost", "currency",
+                     "over paths", "lower"),
+    MetricDefinition("cvar95_lost", "Rockafellar-Uryasev CVaR at 95% of lost units", "units",
+                     "over paths", "lower"),
+)
+
+
+@dataclass(frozen=True)
+class Scorecard:
+    """Headline metrics of one plan (or the baseline) over its simulated paths."""
+
+    plan: str
+    """Plan name (``baseline`` for the do-nothing plan)."""
+    n_paths: int
+    """Paths scored."""
+    cost_mean: float
+    """Mean total cost (currency)."""
+    cost_ci: tuple[float, float]
+    """95% confidence interval of the mean cost."""
+    cost_p95: float
+    """95th percentile (VaR95) of total cost."""
+    cost_cvar95: float
+    """CVaR95 of total cost."""
+    fill_mean: float
+    """Mean fill rate."""
+    fill_ci: tuple[float, float]
+    """95% confidence interval of the mean fill rate."""
+    fill_p5: float
+    """5th percentile of the fill rate."""
+    p_breach: float
+    """P(fill rate < target)."""
+    lost_mean: float
+    """Mean lost units."""
+    lost_cvar95: float
+    """CVaR95 of lost units."""
+    util_peak: float
+    """Mean utilization in peak periods."""
+    util_offpeak: float
+    """Mean utilization off-peak."""
+    worst_period_service: float
+    """Mean over paths of the worst period's service."""
+    cost_components: dict
+    """Mean cost by component (currency)."""
+
+    def as_row(self) -> dict:
+        """A flat dict for a comparison table."""
+        return {
+            "plan": self.plan,
+            "cost_mean": self.cost_mean,
+            "cost_ci_lo": self.cost_ci[0],
+            "cost_ci_hi": self.cost_ci[1],
+            "cost_p95": self.cost_p95,
+            "cost_cvar95": self.cost_cvar95,
+            "fill_mean": self.fill_mean,
+            "fill_ci_lo": self.fill_ci[0],
+            "fill_ci_hi": self.fill_ci[1],
+            "fill_p5": self.fill_p5,
+            "p_breach": self.p_breach,
+            "lost_mean": self.lost_mean,
+            "lost_cvar95": self.lost_cvar95,
+            "util_peak": self.util_peak,
+            "util_offpeak": self.util_offpeak,
+            "worst_period_service": self.worst_period_service,
+        }
+
+
+def scorecard(pack: PlanningPack, metrics: np.ndarray, plan: str = "baseline") -> Scorecard:
+    """Score per-path ``metrics`` (from :func:`peakplan.simulate.mc.simulate`)."""
+    cost = metrics["cost"]
+    fill = metrics["fill_rate"]
+    lost = metrics["lost"]
+    cm, clo, chi = mean_ci(cost)
+    fm, flo, fhi = mean_ci(fill)
+    comps = {k[5:]: float(metrics[k].mean()) for k in metrics.dtype.names
+             if k.startswith("cost_")}
+    return Scorecard(
+        plan=plan,
+        n_paths=len(metrics),
+        cost_mean=cm,
+        cost_ci=(clo, chi),
+        cost_p95=var(cost, 0.95),
+        cost_cvar95=cvar(cost, 0.95),
+        fill_mean=fm,
+        fill_ci=(flo, fhi),
+        fill_p5=float(np.quantile(fill, 0.05)),
+        p_breach=float(np.mean(fill < pack.service_target - 1e-12)),
+        lost_mean=float(lost.mean()),
+        lost_cvar95=cvar(lost, 0.95),
+        util_peak=float(np.nanmean(metrics["util_peak"])) if np.isfinite(metrics["util_peak"]).any() else float("nan"),
+        util_offpeak=float(np.nanmean(metrics["util_offpeak"])) if np.isfinite(metrics["util_offpeak"]).any() else float("nan"),
+        worst_period_service=float(metrics["worst_period_service"].mean()),
+        cost_components=comps,
+    )

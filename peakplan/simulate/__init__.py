@@ -1,0 +1,1 @@
+"""Simulation engines: ``mc`` (vectorized Monte Carlo over paths) and ``des`` (simpy, inside peak periods)."""

@@ -1,0 +1,68 @@
+import json
+
+import numpy as np
+import pytest
+from conftest import REFERENCE
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from scipy import stats
+
+from peakplan import score
+
+CVAR_REF = json.loads((REFERENCE / "cvar_continuous_distributions.json").read_text())
+
+
+@pytest.mark.parametrize("a", ["0.9", "0.95", "0.99"])
+def test_normal_var_cvar_closed_form_matches_reference(a):
+    exp = CVAR_REF["expected"]["normal_mu100_sd20"][a]
+    assert score.normal_var(100, 20, float(a)) == pytest.approx(exp["VaR"], abs=1e-6)
+    assert score.normal_cvar(100, 20, float(a)) == pytest.approx(exp["CVaR"], abs=1e-6)
+
+
+@pytest.mark.parametrize("a", ["0.9", "0.95", "0.99"])
+def test_sample_cvar_of_normal_converges_to_reference(a):
+    x = np.random.default_rng(1).normal(100, 20, 1_000_000)
+    exp = CVAR_REF["expected"]["normal_mu100_sd20"][a]["CVaR"]
+    # the reference states ~0.01 sigma at a=0.99 with 1e6 draws; allow 0.02 sigma
+    assert score.cvar(x, float(a)) == pytest.approx(exp, abs=0.02 * 20)
+
+
+@pytest.mark.parametrize("a", ["0.9", "0.95", "0.99"])
+def test_sample_cvar_of_exponential_matches_reference(a):
+    x = np.random.default_rng(2).exponential(1 / 0.5, 1_000_000)
+    exp = CVAR_REF["expected"]["exponential_rate0p5_CVaR"][a]
+    assert score.cvar(x, float(a)) == pytest.approx(exp, rel=0.01)
+
+
+def test_cvar_hand_computed_discrete_example():
+    # losses 1..10 equally likely, a = 0.75: the worst 25% is 2.5 samples:
+    # 10, 9 and half of 8 -> (10 + 9 + 0.5 * 8) / 2.5 = 9.2 ; VaR_0.75 = 8
+    x = np.arange(1, 11, dtype=float)
+    assert score.var(x, 0.75) == 8.0
+    assert score.cvar(x, 0.75) == pytest.approx(9.2, abs=1e-12)
+    # a = 0.9: exactly the worst sample
+    assert score.cvar(x, 0.9) == pytest.approx(10.0)
+
+
+@settings(max_examples=50, deadline=None)
+@given(st.lists(st.floats(-1e3, 1e3), min_size=1, max_size=60), st.floats(0.01, 0.99))
+def test_cvar_equals_rockafellar_uryasev_minimum(xs, a):
+    x = np.array(xs)
+    # the R-U objective is piecewise linear in t, minimised at a sample point
+    obj = [t + np.maximum(x - t, 0).mean() / (1 - a) for t in x]
+    assert score.cvar(x, a) == pytest.approx(min(obj), rel=1e-9, abs=1e-9)
+    assert score.cvar(x, a) >= score.var(x, a) - 1e-9
+    assert score.cvar(x, a) >= x.mean() - 1e-9
+
+
+def test_var_rejects_bad_alpha():
+    with pytest.raises(ValueError, match="alpha must be in"):
+        score.var([1.0, 2.0], 1.0)
+
+
+def test_mean_ci_covers_known_mean():
+    x = np.random.default_rng(3).normal(5, 2, 10_000)
+    m, lo, hi = score.mean_ci(x)
+    half = stats.norm.ppf(0.975) * 2 / 100
+    assert lo < 5 < hi
+    assert hi - lo == pytest.approx(2 * half, rel=0.05)
