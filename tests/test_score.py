@@ -66,3 +66,52 @@ def test_mean_ci_covers_known_mean():
     half = stats.norm.ppf(0.975) * 2 / 100
     assert lo < 5 < hi
     assert hi - lo == pytest.approx(2 * half, rel=0.05)
+
+
+def test_apply_stress_scales_demand_and_capacity_only_where_told(tiny):
+    from peakplan.pack import StressTest
+    from peakplan.simulate import mc
+
+    st = StressTest("x", demand_factor=1.3, capacity_factor=0.5, periods=np.array([0, 0, 1, 1, 0, 0], bool),
+                    resources=np.array([True, False]))
+    s = score.apply_stress(tiny, st)
+    a = mc.sample_paths(tiny, 1000, seed=1).demand
+    b = mc.sample_paths(s, 1000, seed=1).demand
+    np.testing.assert_allclose(b[:, 2:4] / a[:, 2:4], 1.3)
+    np.testing.assert_allclose(b[:, [0, 1, 4, 5]], a[:, [0, 1, 4, 5]])
+    np.testing.assert_allclose(s.base_capacity[2:4, 0], tiny.base_capacity[2:4, 0] * 0.5)
+    np.testing.assert_allclose(s.base_capacity[:, 1], tiny.base_capacity[:, 1])
+
+
+def test_dominance_and_recommendation():
+    import pandas as pd
+
+    from peakplan import examples
+
+    t = pd.DataFrame([
+        {"plan": "A", "cost_mean": 100.0, "cost_cvar95": 150.0, "fill_mean": 0.96, "p_breach": 0.30},
+        {"plan": "B", "cost_mean": 103.0, "cost_cvar95": 140.0, "fill_mean": 0.98, "p_breach": 0.10},
+        {"plan": "C", "cost_mean": 110.0, "cost_cvar95": 160.0, "fill_mean": 0.97, "p_breach": 0.20},
+    ])
+    dom = score.dominance(t)
+    assert dom["C"] == "dominated by B"
+    assert dom["A"] == "efficient" and dom["B"] == "dominates C"
+    pack = examples.tiny_pack(service_target=0.95)
+    best, why = score.recommend(pack, t)
+    assert best == "B" and "halves P(breach)" in why
+    best, why = score.recommend(examples.tiny_pack(service_target=0.99), t)
+    assert best == "B" and "escalate" in why
+
+
+def test_compare_uses_common_random_numbers(tiny):
+    from peakplan.simulate import mc
+
+    class Same:
+        def inputs(self, pack):
+            return mc.plan_inputs(pack)
+
+    t = score.compare(tiny, {"A": Same(), "B": Same()}, n_paths=2000, seed=4)
+    rows = t.set_index("plan")
+    assert rows.loc["A", "cost_mean"] == rows.loc["B", "cost_mean"] == rows.loc["baseline", "cost_mean"]
+    assert "stress: uplift+30%" in t.columns
+    assert rows.loc["A", "stress: uplift+30%"] < rows.loc["A", "fill_mean"]
