@@ -7,6 +7,7 @@ every name reference (reporting all bad references at once) and runs the anomaly
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 from pathlib import Path
 
@@ -437,6 +438,7 @@ def build_pack(scenario: Scenario | str | Path, tables: dict[str, pd.DataFrame] 
         chunk_size=scn.simulation.chunk_size,
         history=history,
         history_periods=hist_labels,
+        des=dataclasses.asdict(scn.des),
         extra={"as_of": as_of.isoformat() if as_of else None, "demand_p50": median.tolist(),
                "opt_samples": scn.simulation.opt_samples, "currency": scn.currency,
                "resource_units": [r.unit for r in scn.resources],

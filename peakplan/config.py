@@ -19,6 +19,7 @@ __all__ = [
     "Calendar",
     "Constraints",
     "DemandModel",
+    "DesSettings",
     "DisruptionSpec",
     "EventSpec",
     "FlagSettings",
@@ -251,6 +252,20 @@ class FlagSettings:
 
 
 @dataclass(frozen=True, config=_CFG)
+class DesSettings:
+    """The discrete-event model of peak periods (time-to-serve inside a period)."""
+
+    enabled: bool = Field(default=True, description="Simulate peak periods with the discrete-event core.")
+    hours_per_day: Annotated[float, Field(gt=0.0, le=24.0)] = Field(default=16.0, description="Operating hours per day; capacity (hours per period) is spread over them to give a server count.")
+    sla_hours: Annotated[float, Field(gt=0.0)] = Field(default=4.0, description="SLA: a unit counts as on time if its wait is at most this many hours.")
+    sla_target: Share = Field(default=0.9, description="SLA attainment target: share of units served within sla_hours.")
+    max_wait_hours: Annotated[float, Field(gt=0.0)] | None = Field(default=None, description="Units still waiting after this many hours leave unserved (abandon); None = they wait.")
+    top_periods: int = Field(default=2, ge=0, le=20, description="Highest-load peak periods to simulate per plan.")
+    sampled_periods: int = Field(default=2, ge=0, le=50, description="Further (path, period) pairs drawn from the Monte Carlo paths, weighted by load.")
+    resources: tuple[Name, ...] | Literal["all"] = Field(default="all", description="Resources to simulate (each as one multi-server station).")
+
+
+@dataclass(frozen=True, config=_CFG)
 class Scenario:
     """A peak-readiness scenario: calendar, network, tables, events, constraints, settings."""
 
@@ -270,6 +285,7 @@ class Scenario:
     variants: tuple[VariantSpec, ...] | None = Field(default=None, description="Plan variants (default: A lean, B balanced, C resilient).")
     stress_tests: tuple[StressSpec, ...] = Field(default=(), description="Stress playbook.")
     flags: FlagSettings = Field(default_factory=FlagSettings, description="Anomaly check thresholds.")
+    des: DesSettings = Field(default_factory=DesSettings, description="Discrete-event model of peak periods.")
     base_dir: str = Field(default=".", description="Folder the table paths resolve against (set by the loader to the scenario file's folder).")
 
     @model_validator(mode="after")
@@ -301,6 +317,8 @@ class Scenario:
                 problems += [f"stress_tests.{st.name}: unknown segment '{s}'" for s in st.segments if s not in segs]
             if st.resources != "all":
                 problems += [f"stress_tests.{st.name}: unknown resource '{r}'" for r in st.resources if r not in ress]
+        if self.des.resources != "all":
+            problems += [f"des.resources: unknown resource '{r}'; resources are {ress}" for r in self.des.resources if r not in ress]
         if self.variants:
             names = [v.name for v in self.variants]
             dup = sorted({n for n in names if names.count(n) > 1})

@@ -267,8 +267,13 @@ class PlanningPack:
     """``[H, G]`` recent actual demand, for reports (``None`` if no history)."""
     history_periods: tuple[str, ...] = ()
     """Labels of the history rows."""
+    des: dict = field(default_factory=dict)
+    """Discrete-event settings (``peakplan.config.DesSettings`` as a dict; empty = defaults):
+    ``enabled``, ``hours_per_day``, ``sla_hours``, ``sla_target``, ``max_wait_hours``,
+    ``top_periods``, ``sampled_periods``, ``resources`` (names or ``"all"``)."""
     extra: dict = field(default_factory=dict)
-    """Free-form metadata (scenario path, as-of date, sources)."""
+    """Free-form metadata: ``as_of``, ``currency``, ``service_time`` (hours per unit by
+    resource name), ``intraday_profile`` (weights by resource name), units."""
 
     # -- derived shapes -------------------------------------------------------------
     @property

@@ -1,0 +1,134 @@
+"""Discrete-event core: speed against a bare simpy M/M/c loop, and a long Erlang C check.
+
+Run with ``make bench`` (``benchmarks/`` is not collected by ``make test``), or just this
+file: ``.venv/bin/python -m pytest benchmarks/test_bench_des.py -q``.
+
+Speed is measured in *customers simulated per second* (one arrival event per customer):
+both models simulate the same M/M/c queue, so customers per second is the fair unit.
+The bare loop is the textbook simpy model - an arrival generator process plus one process
+per customer holding a ``simpy.Resource``, with ``random.expovariate`` draws - and it needs
+about six simpy events per customer; ``run_station`` needs about two (see the
+``peakplan.simulate.des`` module notes) and also builds records and statistics.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import time
+from pathlib import Path
+
+import pytest
+import simpy
+
+from peakplan import queueing
+from peakplan.simulate.des import run_station
+
+# The Erlang C call-centre case (shared/reference/erlang_c_call_centre_10_erlangs.json):
+# 100 calls per 1800 s, AHT 180 s, 14 agents.
+LAM, AHT, AGENTS = 100 / 1800, 180.0, 14
+SPEED_CUSTOMERS = 300_000
+#: run_station must simulate at least 1 / 1.5 of the bare loop's customers per second.
+MIN_SPEED_RATIO = 1 / 1.5
+
+
+def bare_simpy_mmc(arrival_rate: float, service_rate: float, servers: int, customers: int,
+                   seed: int) -> int:
+    """A minimal simpy M/M/c: returns the number of customers served."""
+    rnd = random.Random(seed)
+    env = simpy.Environment()
+    desk = simpy.Resource(env, capacity=servers)
+    done = 0
+
+    def customer():
+        nonlocal done
+        with desk.request() as req:
+            yield req
+            yield env.timeout(rnd.expovariate(service_rate))
+        done += 1
+
+    def source():
+        for _ in range(customers):
+            yield env.timeout(rnd.expovariate(arrival_rate))
+            env.process(customer())
+
+    env.process(source())
+    env.run()
+    return done
+
+
+def _run_station_once() -> int:
+    res = run_station(LAM, AGENTS, AHT, SPEED_CUSTOMERS / LAM, seed=1, replications=1)
+    return int(res.per_replication["customers"][0])
+
+
+def _best_of(fn, rounds: int = 3) -> tuple[float, int]:
+    best, out = float("inf"), 0
+    for _ in range(rounds):
+        t0 = time.perf_counter()
+        out = fn()
+        best = min(best, time.perf_counter() - t0)
+    return best, out
+
+
+def test_bench_bare_simpy_mmc(benchmark):
+    served = benchmark.pedantic(
+        bare_simpy_mmc, args=(LAM, 1 / AHT, AGENTS, SPEED_CUSTOMERS, 1), rounds=3, iterations=1
+    )
+    assert served == SPEED_CUSTOMERS
+    benchmark.extra_info["customers"] = SPEED_CUSTOMERS
+    benchmark.extra_info["customers_per_s"] = SPEED_CUSTOMERS / benchmark.stats["min"]
+
+
+def test_bench_run_station_mmc(benchmark):
+    customers = benchmark.pedantic(_run_station_once, rounds=3, iterations=1)
+    ours = customers / benchmark.stats["min"]
+    bare_s, served = _best_of(lambda: bare_simpy_mmc(LAM, 1 / AHT, AGENTS, SPEED_CUSTOMERS, 1))
+    bare = served / bare_s
+    ratio = ours / bare
+    benchmark.extra_info.update({
+        "customers": customers,
+        "customers_per_s": ours,
+        "bare_simpy_customers_per_s": bare,
+        "speed_ratio_vs_bare_simpy": ratio,
+    })
+    print(f"\nrun_station {ours:,.0f} customers/s; bare simpy {bare:,.0f} customers/s; "
+          f"ratio {ratio:.2f}")
+    assert ratio >= MIN_SPEED_RATIO
+
+
+def _reference() -> dict | None:
+    here = Path(__file__).resolve()
+    for base in (here.parents[1], here.parents[2] / "shared", here.parents[2]):
+        path = base / "reference" / "erlang_c_call_centre_10_erlangs.json"
+        if path.exists():
+            return json.loads(path.read_text())
+    return None
+
+
+@pytest.mark.parametrize("case", ["des_check_N14"])
+def test_bench_erlang_c_two_million_customers(benchmark, case):
+    """Over 2M customers at 14 agents against the reference's DES and closed-form numbers."""
+    ref = _reference()
+    check = (ref["expected"][case] if ref else
+             {"mean_wait_seconds": 7.836448413876626, "P_wait": 0.17396777777777778,
+              "customers": 2_000_000, "warmup_frac": 0.1})
+    reps = 10
+    horizon = check["customers"] / LAM / reps
+    kwargs = {"replications": reps, "warmup": check["warmup_frac"] * horizon, "workers": 2,
+              "keep_records": False}
+    res = benchmark.pedantic(run_station, args=(LAM, AGENTS, AHT, horizon, 1), kwargs=kwargs,
+                             rounds=1, iterations=1)
+    simulated = int(res.per_replication["customers"].sum())
+    assert simulated > 1_000_000
+    traffic = LAM * AHT
+    assert res.mean_wait.mean == pytest.approx(check["mean_wait_seconds"], rel=0.05)
+    assert res.p_wait.mean == pytest.approx(check["P_wait"], rel=0.05)
+    assert res.mean_wait.mean == pytest.approx(queueing.asa(AGENTS, traffic, AHT), rel=0.05)
+    assert res.p_wait.mean == pytest.approx(queueing.erlang_c(AGENTS, traffic), rel=0.05)
+    benchmark.extra_info.update({
+        "customers": simulated,
+        "customers_per_s": simulated / benchmark.stats["min"],
+        "mean_wait": res.mean_wait.mean, "mean_wait_half_width": res.mean_wait.half_width,
+        "p_wait": res.p_wait.mean, "p_wait_half_width": res.p_wait.half_width,
+    })

@@ -1,0 +1,979 @@
+"""Discrete-event simulation of one service station inside a peak period (simpy).
+
+The station: customers arrive (homogeneous or non-homogeneous Poisson), are served first
+come first served by a pool of identical servers whose number may change by shift, may
+abandon the queue when their patience runs out, and are blocked when the waiting room is
+full. Three entry points:
+
+* :func:`run_station` - independent replications of one station over ``[0, horizon)``,
+  with 95% confidence intervals across replications (validated against Erlang B/C and
+  M/M/c closed forms in :mod:`peakplan.queueing`).
+* :func:`simulate_peak_day` - one peak period (a day): ``demand`` units spread over an
+  intraday profile, servers per slot; returns SLA attainment, waits and the queue curve.
+* :func:`simulate_peak_periods` - many such periods (one per Monte Carlo path), arrays in,
+  arrays out, each period on its own spawned random stream.
+
+Design (why it is fast and still exact FCFS):
+
+* All random numbers of a replication are drawn up front in numpy batches, from three
+  independent streams spawned from the replication's ``SeedSequence``: arrivals,
+  service times, patience times. Customer ``i`` always gets the ``i``-th service and
+  patience draw, so two runs with the same seed and different server counts see the
+  same customers (common random numbers; plan comparisons are paired).
+* The event loop is a ``simpy.Environment`` driven by timeout events with callbacks,
+  without a generator process per customer: an arrival event starts service (when a
+  server is free), joins the FIFO queue, or is blocked; a departure event takes the
+  head of the queue. Abandonment and shift changes are timeout events too. This is the
+  same FCFS M/M/c dynamics as ``simpy.Resource`` with one process per customer, at
+  about two events per customer instead of six.
+* Statistics are computed afterwards, in numpy, from the per-customer records.
+
+Semantics pinned down by the tests:
+
+* Time is in any unit used consistently by every argument (rates per time unit).
+* Arrivals stop at ``horizon``; customers present then are still served (with the
+  server count in force after the horizon, by default the last one). If that count is
+  zero the station *closes* at ``horizon``: customers still waiting are ``unserved``.
+* A server count that drops while servers are busy lets current services finish
+  (non-preemptive); no new service starts until busy servers < servers scheduled.
+* Statistics cover customers arriving in the window ``[warmup, horizon)``; time
+  averages (utilization, ``L``, ``L_q``, ``P_0``) integrate over that same window.
+* Each customer has exactly one outcome: ``served``, ``abandoned`` (patience ran out
+  in the queue), ``blocked`` (queue full on arrival) or ``unserved`` (still waiting
+  when the station closed). Shares ``abandon_rate`` and ``p_block`` are per offered
+  customer; ``p_wait`` and ``mean_wait`` are per admitted (not blocked) customer, where
+  the wait of an abandoned or unserved customer is its time in queue. Service level is
+  the share of offered customers whose service started within the threshold.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import deque
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass
+from typing import Any, NamedTuple
+
+import numpy as np
+import simpy
+from scipy import stats
+
+from peakplan.errors import InputError
+from peakplan.queueing import _real, _servers, _show
+from peakplan.rng import SeedLike, block_seeds, generator, seed_sequence
+
+__all__ = [
+    "METRIC_DTYPE",
+    "RECORD_DTYPE",
+    "Estimate",
+    "PeakDayResult",
+    "PeakPeriodsResult",
+    "StationResult",
+    "run_station",
+    "simulate_peak_day",
+    "simulate_peak_periods",
+]
+
+#: One row per simulated customer (``StationResult.records``), in arrival order per
+#: replication. Times are in the caller's time unit; ``start`` and ``service`` are NaN
+#: for customers never served; ``end`` is the departure, abandonment, blocking or
+#: closing time; ``wait`` is the time in queue (0 for blocked customers); ``servers``
+#: is the number of servers scheduled at the arrival instant.
+RECORD_DTYPE = np.dtype([
+    ("replication", np.int32), ("arrival", np.float64), ("start", np.float64),
+    ("end", np.float64), ("wait", np.float64), ("service", np.float64),
+    ("served", np.bool_), ("abandoned", np.bool_), ("blocked", np.bool_),
+    ("unserved", np.bool_), ("servers", np.int32),
+])
+
+#: Metrics with a confidence interval (each a float field of ``METRIC_DTYPE``).
+METRICS = (
+    "p_wait", "mean_wait", "utilization", "abandon_rate", "p_block", "throughput",
+    "arrival_rate", "mean_in_system", "mean_sojourn", "mean_queue", "p_empty",
+)
+#: One row per replication (``StationResult.per_replication``): counts in the window,
+#: all customers simulated (``customers``, warm-up included), then the metrics.
+METRIC_DTYPE = np.dtype(
+    [(name, np.int64) for name in
+     ("customers", "offered", "admitted", "served", "abandoned", "blocked", "unserved")]
+    + [(name, np.float64) for name in METRICS]
+)
+
+SERVICE_DISTS = ("exponential", "deterministic", "lognormal", "gamma", "empirical")
+PATIENCE_DISTS = ("exponential", "deterministic")
+_MAX_EXPECTED_ARRIVALS = 50_000_000  # per replication; beyond this memory runs out
+
+# Customer states inside the event loop.
+_WAITING, _SERVED, _ABANDONED, _BLOCKED, _UNSERVED = 0, 1, 2, 3, 4
+
+
+class Estimate(NamedTuple):
+    """A mean across replications with its 95% Student-t confidence interval."""
+
+    mean: float
+    """Mean of the per-replication values (NaN values skipped)."""
+    half_width: float
+    """``t_{0.975, R-1} · s / sqrt(R)``; NaN with fewer than two replications."""
+    lo: float
+    """``mean - half_width``."""
+    hi: float
+    """``mean + half_width``."""
+
+
+def _estimate(values: np.ndarray) -> Estimate:
+    v = np.asarray(values, dtype=float)
+    v = v[np.isfinite(v)]
+    if v.size == 0:
+        return Estimate(math.nan, math.nan, math.nan, math.nan)
+    mean = float(v.mean())
+    if v.size < 2:
+        return Estimate(mean, math.nan, math.nan, math.nan)
+    hw = float(stats.t.ppf(0.975, v.size - 1) * v.std(ddof=1) / math.sqrt(v.size))
+    return Estimate(mean, hw, mean - hw, mean + hw)
+
+
+# --------------------------------------------------------------------------- the model
+@dataclass(frozen=True, eq=False)
+class _Model:
+    """Everything one replication needs (picklable, sent to worker processes)."""
+
+    horizon: float
+    warmup: float
+    rate: float | None  # rate mode: λ, thinned by ``profile`` multipliers
+    count: float | None  # count mode: number of arrivals (expected if poisson_count)
+    poisson_count: bool
+    profile: np.ndarray | None  # per equal slot: rate multipliers or weights
+    service_dist: str
+    service_mean: float | None
+    service_cv: float | None
+    service_samples: np.ndarray | None
+    patience_dist: str
+    patience_mean: float | None
+    max_wait: float | None
+    queue_capacity: int | None
+    schedule: np.ndarray  # servers per equal slot over [0, horizon)
+    late_servers: int  # servers after the horizon; 0 closes the station
+    keep_records: bool
+
+
+def _arrival_times(m: _Model, g: np.random.Generator) -> np.ndarray:
+    """Sorted arrival times in ``[0, horizon)`` from the arrival stream ``g``."""
+    h = m.horizon
+    if m.count is not None:  # a given number of arrivals, spread by the profile density
+        if m.poisson_count:
+            n = int(g.poisson(m.count))
+        else:  # unbiased rounding of a fractional count
+            n = int(math.floor(m.count) + (g.random() < m.count - math.floor(m.count)))
+        u = g.random(n)
+        if m.profile is None:
+            return np.sort(u * h)
+        w = m.profile / m.profile.sum()
+        cum = np.concatenate([[0.0], np.cumsum(w)])
+        cum[-1] = 1.0
+        slot = np.clip(np.searchsorted(cum, u, side="right") - 1, 0, w.size - 1)
+        # Zero-weight slots have zero probability mass: searchsorted skips them.
+        frac = (u - cum[slot]) / w[slot]
+        t = (slot + np.clip(frac, 0.0, 1.0)) * (h / w.size)
+        return np.sort(np.minimum(t, np.nextafter(h, 0.0)))
+    # Homogeneous Poisson at the peak rate, then thinning (Lewis & Shedler 1979).
+    peak = m.rate * (1.0 if m.profile is None else float(m.profile.max()))
+    expected = peak * h
+    batch = int(expected + 6.0 * math.sqrt(expected) + 64.0)
+    chunks: list[np.ndarray] = []
+    while True:  # one batch almost always suffices (it covers the mean plus 6 sd)
+        chunks.append(g.standard_exponential(batch) / peak)
+        t = np.cumsum(np.concatenate(chunks))
+        if t[-1] >= h:
+            break
+        batch = int((h - t[-1]) * peak * 1.1 + 64.0)
+    t = t[t < h]
+    if m.profile is not None:
+        slot = np.minimum((t * (m.profile.size / h)).astype(np.int64), m.profile.size - 1)
+        keep = g.random(t.size) * m.profile.max() < m.profile[slot]
+        t = t[keep]
+    return t
+
+
+def _service_times(m: _Model, g: np.random.Generator, n: int) -> np.ndarray:
+    d, mean, cv = m.service_dist, m.service_mean, m.service_cv
+    if d == "exponential":
+        return g.exponential(mean, n)
+    if d == "deterministic":
+        return np.full(n, mean)
+    if d == "lognormal":  # mean and CV -> log-scale sigma and mu
+        sigma2 = math.log1p(cv * cv)
+        return g.lognormal(math.log(mean) - sigma2 / 2.0, math.sqrt(sigma2), n)
+    if d == "gamma":
+        return g.gamma(1.0 / (cv * cv), mean * cv * cv, n)
+    samples = m.service_samples  # empirical: resample, optionally rescaled to ``mean``
+    draws = samples[g.integers(0, samples.size, n)]
+    return draws if mean is None else draws * (mean / samples.mean())
+
+
+def _patience_times(m: _Model, g: np.random.Generator, n: int) -> np.ndarray | None:
+    if m.patience_mean is None and m.max_wait is None:
+        return None
+    if m.patience_mean is None:
+        return np.full(n, m.max_wait)
+    pat = g.exponential(m.patience_mean, n) if m.patience_dist == "exponential" \
+        else np.full(n, m.patience_mean)
+    return pat if m.max_wait is None else np.minimum(pat, m.max_wait)
+
+
+def _simulate(m: _Model, ss: np.random.SeedSequence, replication: int) -> np.ndarray:
+    """One replication: draw, run the event loop, return its records (``RECORD_DTYPE``)."""
+    g_arr, g_svc, g_pat = (generator(s) for s in block_seeds(ss, 0, 3))
+    times = _arrival_times(m, g_arr)
+    n = times.size
+    svc_arr = _service_times(m, g_svc, n)
+    pat_arr = _patience_times(m, g_pat, n)
+
+    env = simpy.Environment()
+    timeout = env.timeout
+    gaps = np.diff(times, prepend=0.0).tolist()
+    svc = svc_arr.tolist()
+    pat = None if pat_arr is None else pat_arr.tolist()
+    qcap = math.inf if m.queue_capacity is None else m.queue_capacity
+    nan = math.nan
+    arrival, start, end = [nan] * n, [nan] * n, [nan] * n
+    state, servers_at = [_WAITING] * n, [0] * n
+    queue: deque[int] = deque()
+    popleft, append = queue.popleft, queue.append
+    capacity = int(m.schedule[0])
+    busy = 0
+    waiting = 0  # customers in the queue that have not abandoned
+
+    def serve_queue(now: float) -> None:
+        nonlocal busy, waiting
+        while waiting and busy < capacity:
+            j = popleft()
+            if state[j] != _WAITING:  # abandoned while queued: a stale entry
+                continue
+            waiting -= 1
+            busy += 1
+            state[j] = _SERVED
+            start[j] = now
+            timeout(svc[j], j).callbacks.append(depart)
+
+    def depart(ev: simpy.Event) -> None:
+        nonlocal busy
+        end[ev.value] = env.now
+        busy -= 1
+        if waiting:
+            serve_queue(env.now)
+
+    def arrive(ev: simpy.Event) -> None:
+        nonlocal busy, waiting
+        i = ev.value
+        now = env.now
+        arrival[i] = now
+        servers_at[i] = capacity
+        if busy < capacity:  # a free server implies an empty queue
+            busy += 1
+            state[i] = _SERVED
+            start[i] = now
+            timeout(svc[i], i).callbacks.append(depart)
+        elif waiting >= qcap:
+            state[i] = _BLOCKED
+            end[i] = now
+        else:
+            append(i)
+            waiting += 1
+            if pat is not None:
+                timeout(pat[i], i).callbacks.append(abandon)
+        i += 1
+        if i < n:
+            timeout(gaps[i], i).callbacks.append(arrive)
+
+    def abandon(ev: simpy.Event) -> None:
+        nonlocal waiting
+        j = ev.value
+        if state[j] == _WAITING:
+            state[j] = _ABANDONED
+            end[j] = env.now
+            waiting -= 1
+
+    def change(ev: simpy.Event) -> None:
+        nonlocal capacity
+        capacity = ev.value
+        serve_queue(env.now)
+
+    def close(ev: simpy.Event) -> None:
+        nonlocal capacity, waiting
+        capacity = 0
+        for j in queue:
+            if state[j] == _WAITING:
+                state[j] = _UNSERVED
+                end[j] = env.now
+        queue.clear()
+        waiting = 0
+
+    sched = m.schedule
+    slot = m.horizon / sched.size
+    for k in range(1, sched.size):
+        if sched[k] != sched[k - 1]:
+            timeout(k * slot, int(sched[k])).callbacks.append(change)
+    if m.late_servers == 0:
+        timeout(m.horizon).callbacks.append(close)
+    elif m.late_servers != sched[-1]:
+        timeout(m.horizon, m.late_servers).callbacks.append(change)
+    if n:
+        timeout(gaps[0], 0).callbacks.append(arrive)
+    env.run()
+
+    rec = np.empty(n, dtype=RECORD_DTYPE)
+    rec["replication"] = replication
+    st = np.array(state, dtype=np.int8)
+    left = st == _WAITING  # only if an arrival slipped past closing time by rounding
+    if left.any():
+        st[left] = _UNSERVED
+    rec["arrival"] = arrival
+    rec["start"] = start
+    e = np.array(end)
+    e[left] = max(env.now, m.horizon)
+    rec["end"] = e
+    served = st == _SERVED
+    rec["served"] = served
+    rec["abandoned"] = st == _ABANDONED
+    rec["blocked"] = st == _BLOCKED
+    rec["unserved"] = st == _UNSERVED
+    rec["wait"] = np.where(served, rec["start"], e) - rec["arrival"]
+    rec["service"] = np.where(served, svc_arr, np.nan)
+    rec["servers"] = servers_at
+    return rec
+
+
+# --------------------------------------------------------------------------- statistics
+def _overlap(a: np.ndarray, b: np.ndarray, lo: float, hi: float) -> np.ndarray:
+    """Length of ``[a, b] ∩ [lo, hi]`` elementwise."""
+    return np.maximum(np.minimum(b, hi) - np.maximum(a, lo), 0.0)
+
+
+def _capacity_time(schedule: np.ndarray, horizon: float, lo: float, hi: float) -> float:
+    """``∫_lo^hi servers(t) dt`` for the piecewise-constant schedule over ``[0, horizon)``."""
+    edges = np.linspace(0.0, horizon, schedule.size + 1)
+    return float(np.sum(schedule * _overlap(edges[:-1], edges[1:], lo, hi)))
+
+
+def _summarise(m: _Model, rec: np.ndarray) -> np.void:
+    """Per-replication counts and metrics (one ``METRIC_DTYPE`` row)."""
+    lo, hi = m.warmup, m.horizon
+    span = hi - lo
+    row = np.zeros((), dtype=METRIC_DTYPE)
+    a, e = rec["arrival"], rec["end"]
+    admitted_all = ~rec["blocked"]
+    win = a >= lo
+    adm = win & admitted_all
+    served_w = win & rec["served"]
+    n_off, n_adm = int(win.sum()), int(adm.sum())
+    row["customers"] = rec.size
+    row["offered"], row["admitted"] = n_off, n_adm
+    row["served"] = int(served_w.sum())
+    row["abandoned"] = int((win & rec["abandoned"]).sum())
+    row["blocked"] = int((win & rec["blocked"]).sum())
+    row["unserved"] = int((win & rec["unserved"]).sum())
+    nan = math.nan
+    immediate = rec["served"] & (rec["start"] == a)
+    row["p_wait"] = (adm & ~immediate).sum() / n_adm if n_adm else nan
+    row["mean_wait"] = rec["wait"][adm].mean() if n_adm else nan
+    row["mean_sojourn"] = (e - a)[adm].mean() if n_adm else nan
+    row["abandon_rate"] = row["abandoned"] / n_off if n_off else nan
+    row["p_block"] = row["blocked"] / n_off if n_off else nan
+    row["arrival_rate"] = n_off / span
+    done = rec["served"] & (e >= lo) & (e <= hi)
+    row["throughput"] = done.sum() / span
+    cap = _capacity_time(m.schedule, m.horizon, lo, hi)
+    busy = _overlap(rec["start"][rec["served"]], e[rec["served"]], lo, hi).sum()
+    row["utilization"] = busy / cap if cap > 0 else nan
+    # Time averages over the window from all admitted customers, warm-up arrivals included.
+    a_in, e_in = a[admitted_all], e[admitted_all]
+    row["mean_in_system"] = _overlap(a_in, e_in, lo, hi).sum() / span
+    q_exit = np.where(rec["served"], rec["start"], e)[admitted_all]
+    row["mean_queue"] = _overlap(a_in, q_exit, lo, hi).sum() / span
+    row["p_empty"] = _empty_share(a_in, e_in, lo, hi)
+    return row
+
+
+def _empty_share(enter: np.ndarray, leave: np.ndarray, lo: float, hi: float) -> float:
+    """Share of ``[lo, hi]`` during which no customer is in the system."""
+    t = np.concatenate([enter, leave])
+    step = np.concatenate([np.ones(enter.size, np.int64), -np.ones(leave.size, np.int64)])
+    order = np.argsort(t, kind="stable")
+    t, level = t[order], np.cumsum(step[order])
+    edges = np.concatenate([[lo], np.clip(t, lo, hi), [hi]])
+    levels = np.concatenate([[0], level])
+    return float(np.diff(edges)[levels == 0].sum() / (hi - lo))
+
+
+def _entropy(ss: np.random.SeedSequence) -> Any:
+    """The entropy of ``ss`` as recorded in results (an int, or a tuple of ints)."""
+    ent = ss.entropy
+    return int(ent) if isinstance(ent, (int, np.integer)) else tuple(int(x) for x in ent)
+
+
+def _replicate(args: tuple[_Model, np.random.SeedSequence, int]) -> tuple[np.void, Any]:
+    """Worker entry point: one replication's summary row and (optionally) its records."""
+    m, ss, r = args
+    rec = _simulate(m, ss, r)
+    return _summarise(m, rec), (rec if m.keep_records else None)
+
+
+def _map(fn: Any, jobs: list, workers: int) -> list:
+    """``map`` in this process or in a process pool; results keep the order of ``jobs``."""
+    if workers <= 1 or len(jobs) <= 1:
+        return [fn(job) for job in jobs]
+    with ProcessPoolExecutor(max_workers=min(workers, len(jobs))) as pool:
+        return list(pool.map(fn, jobs, chunksize=max(1, len(jobs) // (4 * workers))))
+
+
+# --------------------------------------------------------------------------- results
+class _Metric:
+    """A ``StationResult`` attribute that returns the :class:`Estimate` of one metric."""
+
+    def __init__(self, doc: str) -> None:
+        self.__doc__ = doc
+
+    def __set_name__(self, owner: type, name: str) -> None:
+        self.name = name
+
+    def __get__(self, obj: Any, objtype: Any = None) -> Any:
+        return self if obj is None else obj.ci(self.name)
+
+
+@dataclass(frozen=True, eq=False)
+class StationResult:
+    """Output of :func:`run_station`: per-replication metrics, their CIs, and records.
+
+    Each metric attribute returns an :class:`Estimate` (mean and 95% CI across
+    replications); :meth:`ci` does the same by name. Little's law reads
+    ``mean_in_system ≈ arrival_rate · (1 - p_block) · mean_sojourn``.
+    """
+
+    per_replication: np.ndarray
+    """One ``METRIC_DTYPE`` row per replication, in replication order."""
+    records: np.ndarray | None
+    """Per-customer ``RECORD_DTYPE`` rows (all replications, warm-up included), or None."""
+    horizon: float
+    """End of the arrival window (time units)."""
+    warmup: float
+    """Start of the statistics window (time units)."""
+    seed_entropy: Any
+    """Entropy of the root ``SeedSequence``; with ``seed_spawn_key`` it reproduces the run."""
+    seed_spawn_key: tuple[int, ...]
+    """Spawn key of the root ``SeedSequence`` (empty for an integer seed)."""
+
+    p_wait = _Metric("P(wait > 0): share of admitted customers who queued.")
+    mean_wait = _Metric("W_q: mean time in queue of admitted customers (time units).")
+    utilization = _Metric("Busy server time / scheduled server time in the window.")
+    abandon_rate = _Metric("Share of offered customers who abandoned.")
+    p_block = _Metric("Share of offered customers blocked by a full queue.")
+    throughput = _Metric("Service completions per time unit in the window.")
+    arrival_rate = _Metric("Offered arrivals per time unit in the window.")
+    mean_in_system = _Metric("L: time-average number of customers in the system.")
+    mean_sojourn = _Metric("W: mean time in system of admitted customers (time units).")
+    mean_queue = _Metric("L_q: time-average number of customers waiting.")
+    p_empty = _Metric("P_0: share of the window with nobody in the system.")
+
+    @property
+    def replications(self) -> int:
+        """Number of independent replications."""
+        return int(self.per_replication.size)
+
+    def ci(self, name: str) -> Estimate:
+        """The :class:`Estimate` of metric ``name`` (one of ``METRICS``)."""
+        if name not in METRICS:
+            raise InputError(f"unknown metric {name!r}; choose one of {', '.join(METRICS)}")
+        return _estimate(self.per_replication[name])
+
+    def service_level(self, threshold: float) -> Estimate:
+        """Share of offered customers (window arrivals) whose service started within
+        ``threshold`` time units (abandoned, blocked, unserved count as misses), with CI.
+        """
+        t = float(_real("threshold", threshold, low=0.0, low_open=False, unit="time units"))
+        if self.records is None:
+            raise InputError("service_level needs per-customer records; "
+                             "run run_station(..., keep_records=True)")
+        r = self.records
+        hit = (r["arrival"] >= self.warmup) & r["served"] & (r["wait"] <= t)
+        hits = np.bincount(r["replication"][hit], minlength=self.replications)
+        offered = self.per_replication["offered"]
+        with np.errstate(invalid="ignore", divide="ignore"):
+            return _estimate(np.where(offered > 0, hits / offered, np.nan))
+
+
+# --------------------------------------------------------------------------- validation
+def _choice(name: str, value: str, options: tuple[str, ...]) -> str:
+    if value not in options:
+        raise InputError(f"{name} must be one of {', '.join(options)}; got {value!r}")
+    return value
+
+
+def _optional_pos(name: str, value: Any, unit: str = "time units") -> float | None:
+    if value is None:
+        return None
+    return float(_real(name, value, low=0.0, low_open=True, unit=unit))
+
+
+def _whole(name: str, value: Any, low: int) -> int:
+    if np.ndim(value) != 0:
+        raise InputError(f"{name} must be a single whole number, got {value!r}")
+    v = int(_servers(name, value))
+    if v < low:
+        raise InputError(f"{name} must be >= {low}, got {value!r}")
+    return v
+
+
+def _vector(name: str, value: Any, *, whole: bool = False) -> np.ndarray:
+    """A non-empty 1-D array of non-negative numbers with a positive maximum."""
+    arr = _servers(name, value) if whole else _real(name, value, low=0.0, low_open=False)
+    if arr.ndim != 1 or arr.size == 0:
+        raise InputError(f"{name} must be a non-empty 1-D array, got shape {arr.shape}")
+    if not arr.max() > 0:
+        raise InputError(f"{name} must have at least one positive entry, got {_show(arr)}")
+    return arr
+
+
+def _service_args(dist: str, mean: Any, cv: Any, samples: Any) -> dict:
+    dist = _choice("service_dist", dist, SERVICE_DISTS)
+    if dist == "empirical":
+        if samples is None:
+            raise InputError("service_dist='empirical' needs service_samples (an array of "
+                             "observed service times)")
+        smp = _real("service_samples", samples, low=0.0, low_open=False, unit="time units")
+        if smp.ndim != 1 or smp.size == 0 or not smp.mean() > 0:
+            raise InputError(f"service_samples must be a non-empty 1-D array with a positive "
+                             f"mean, got {_show(smp)}")
+        return {"service_dist": dist, "service_mean": _optional_pos("service_time_mean", mean),
+                "service_cv": None, "service_samples": smp}
+    if samples is not None:
+        raise InputError(f"service_samples is only used with service_dist='empirical', "
+                         f"got service_dist={dist!r}")
+    if mean is None:
+        raise InputError(f"service_time_mean is required for service_dist={dist!r}")
+    if dist in ("lognormal", "gamma"):
+        if cv is None:
+            raise InputError(f"service_dist={dist!r} needs service_cv (coefficient of "
+                             f"variation, std/mean > 0)")
+        cv = _optional_pos("service_cv", cv, unit="")
+    elif cv is not None:
+        raise InputError(f"service_cv only applies to lognormal and gamma service times, "
+                         f"got service_cv={cv!r} with service_dist={dist!r}")
+    return {"service_dist": dist, "service_mean": _optional_pos("service_time_mean", mean),
+            "service_cv": cv, "service_samples": None}
+
+
+def _check_size(expected: float) -> None:
+    if expected > _MAX_EXPECTED_ARRIVALS:
+        raise InputError(f"about {expected:.3g} arrivals per replication exceeds the limit of "
+                         f"{_MAX_EXPECTED_ARRIVALS:.0e}; shorten the horizon")
+
+
+# --------------------------------------------------------------------------- entry points
+def run_station(
+    arrival_rate: float,
+    servers: int | None,
+    service_time_mean: float | None,
+    horizon: float,
+    seed: SeedLike,
+    *,
+    replications: int = 10,
+    warmup: float = 0.0,
+    service_dist: str = "exponential",
+    service_cv: float | None = None,
+    service_samples: Any = None,
+    patience_mean: float | None = None,
+    patience_dist: str = "exponential",
+    max_wait: float | None = None,
+    queue_capacity: int | None = None,
+    arrival_profile: Any = None,
+    server_schedule: Any = None,
+    workers: int = 1,
+    keep_records: bool = True,
+) -> StationResult:
+    """Simulate a multi-server FCFS station over ``[0, horizon)``, ``replications`` times.
+
+    Parameters
+    ----------
+    arrival_rate:
+        ``λ``, Poisson arrivals per time unit (> 0); with ``arrival_profile`` the rate in
+        slot ``k`` is ``λ · profile[k]`` (non-homogeneous Poisson, generated by thinning).
+    servers:
+        ``c``, number of servers (>= 1); ``None`` when ``server_schedule`` is given.
+    service_time_mean:
+        ``1/μ``, mean service time (time units, > 0). With ``service_dist='empirical'``
+        the samples are rescaled to this mean, or used as they are when it is ``None``.
+    horizon:
+        End of arrivals (time units, > 0). Customers present at the horizon are served
+        afterwards (see the module notes on closing).
+    seed:
+        Root seed; replication ``r`` uses the ``r``-th spawned child ``SeedSequence``, so
+        results do not depend on ``workers``.
+    replications:
+        Number of independent replications (>= 1; >= 2 for confidence intervals).
+    warmup:
+        Customers arriving before ``warmup`` are simulated but excluded from statistics
+        (time units, in ``[0, horizon)``).
+    service_dist:
+        ``'exponential'`` (M/M/c), ``'deterministic'``, ``'lognormal'`` or ``'gamma'``
+        (both need ``service_cv``; lognormal log-scale ``σ² = ln(1 + cv²)``), or
+        ``'empirical'`` (resampled from ``service_samples``).
+    service_cv:
+        Coefficient of variation (std / mean) of lognormal or gamma service times.
+    service_samples:
+        Observed service times for ``'empirical'``.
+    patience_mean:
+        Mean patience (time units); a waiting customer abandons when it runs out.
+        ``None``: nobody abandons (unless ``max_wait``).
+    patience_dist:
+        ``'exponential'`` (Erlang A) or ``'deterministic'``.
+    max_wait:
+        Cap on patience: nobody waits longer than this (time units).
+    queue_capacity:
+        Waiting places (``None``: unlimited; ``0``: a loss system, Erlang B). An arrival
+        that finds all servers busy and the queue full is blocked.
+    arrival_profile:
+        Rate multipliers (>= 0) for equal slots spanning ``[0, horizon)``.
+    server_schedule:
+        Server counts (whole numbers >= 0) for equal slots spanning ``[0, horizon)``; the
+        last count stays in force after the horizon (``0`` closes the station).
+    workers:
+        Processes for replications (>= 1); results are bit-identical for any value.
+        Where processes are spawned rather than forked, call from under
+        ``if __name__ == "__main__":``.
+    keep_records:
+        Keep the per-customer records (needed by :meth:`StationResult.service_level`).
+    """
+    rate = float(_real("arrival_rate", arrival_rate, low=0.0, low_open=True,
+                       unit="per time unit"))
+    h = float(_real("horizon", horizon, low=0.0, low_open=True, unit="time units"))
+    w = float(_real("warmup", warmup, low=0.0, low_open=False, high=h, unit="time units"))
+    reps = _whole("replications", replications, 1)
+    n_workers = _whole("workers", workers, 1)
+    if server_schedule is None:
+        if servers is None:
+            raise InputError("servers is required unless server_schedule is given")
+        schedule = np.array([_whole("servers", servers, 1)], dtype=np.int64)
+    else:
+        if servers is not None:
+            raise InputError(f"give either servers or server_schedule, not both "
+                             f"(got servers={servers!r}); pass servers=None")
+        schedule = _vector("server_schedule", server_schedule, whole=True)
+    profile = None if arrival_profile is None else _vector("arrival_profile", arrival_profile)
+    qcap = None if queue_capacity is None else _whole("queue_capacity", queue_capacity, 0)
+    model = _Model(
+        horizon=h, warmup=w, rate=rate, count=None, poisson_count=False, profile=profile,
+        **_service_args(service_dist, service_time_mean, service_cv, service_samples),
+        patience_dist=_choice("patience_dist", patience_dist, PATIENCE_DISTS),
+        patience_mean=_optional_pos("patience_mean", patience_mean),
+        max_wait=_optional_pos("max_wait", max_wait), queue_capacity=qcap,
+        schedule=schedule, late_servers=int(schedule[-1]), keep_records=bool(keep_records),
+    )
+    _check_size(rate * h * (1.0 if profile is None else float(profile.max())))
+    root = seed_sequence(seed)
+    jobs = [(model, ss, r) for r, ss in enumerate(block_seeds(root, 0, reps))]
+    out = _map(_replicate, jobs, n_workers)
+    rows = np.array([row for row, _ in out], dtype=METRIC_DTYPE)
+    records = np.concatenate([rec for _, rec in out]) if keep_records else None
+    return StationResult(
+        per_replication=rows, records=records, horizon=h, warmup=w,
+        seed_entropy=_entropy(root), seed_spawn_key=tuple(root.spawn_key),
+    )
+
+
+# --------------------------------------------------------------------------- peak periods
+@dataclass(frozen=True, eq=False)
+class PeakPeriodsResult:
+    """Output of :func:`simulate_peak_periods`: one entry per period (axis 0).
+
+    Shares are NaN for a period without arrivals. Waits are times in queue of admitted
+    customers (served: until service; abandoned: until abandoning; unserved: until close).
+    """
+
+    demand: np.ndarray
+    """Demand given per period (units), as passed in."""
+    arrivals: np.ndarray
+    """Customers that arrived (int)."""
+    served: np.ndarray
+    """Customers served (throughput, int)."""
+    abandoned: np.ndarray
+    """Customers that abandoned the queue (int)."""
+    unserved: np.ndarray
+    """Customers still waiting when the station closed (``late_servers=0``; int)."""
+    sla_attainment: np.ndarray
+    """Share of arrivals served within ``sla_threshold``."""
+    abandon_rate: np.ndarray
+    """Share of arrivals that abandoned."""
+    mean_wait: np.ndarray
+    """Mean wait in queue (time units)."""
+    p95_wait: np.ndarray
+    """95th percentile of the wait in queue (time units)."""
+    utilization: np.ndarray
+    """Busy server time / scheduled server time within the period."""
+    grid: np.ndarray
+    """Times at which the queue is sampled, ``linspace(0, period_length, grid_points)``."""
+    queue_length: np.ndarray
+    """Customers waiting at each ``grid`` time, shape ``(periods, grid_points)``."""
+    seed_entropy: Any
+    """Entropy of the root ``SeedSequence``; period ``i`` uses its ``i``-th spawned child."""
+    seed_spawn_key: tuple[int, ...]
+    """Spawn key of the root ``SeedSequence``."""
+
+
+@dataclass(frozen=True, eq=False)
+class PeakDayResult:
+    """Output of :func:`simulate_peak_day`: one period's metrics (see
+    :class:`PeakPeriodsResult` for the definitions)."""
+
+    arrivals: int
+    """Customers that arrived."""
+    served: int
+    """Customers served (throughput)."""
+    abandoned: int
+    """Customers that abandoned."""
+    unserved: int
+    """Customers still waiting at closing time."""
+    sla_attainment: float
+    """Share of arrivals served within ``sla_threshold``."""
+    abandon_rate: float
+    """Share of arrivals that abandoned."""
+    mean_wait: float
+    """Mean wait in queue (time units)."""
+    p95_wait: float
+    """95th percentile wait in queue (time units)."""
+    utilization: float
+    """Busy server time / scheduled server time within the period."""
+    grid: np.ndarray
+    """Sample times of ``queue_length``."""
+    queue_length: np.ndarray
+    """Customers waiting at each ``grid`` time."""
+    records: np.ndarray | None
+    """Per-customer ``RECORD_DTYPE`` rows when ``keep_records=True``."""
+    seed_entropy: Any
+    """Entropy of the ``SeedSequence`` used."""
+    seed_spawn_key: tuple[int, ...]
+    """Spawn key of the ``SeedSequence`` used."""
+
+
+_PERIOD_FIELDS = ("arrivals", "served", "abandoned", "unserved", "sla_attainment",
+                  "abandon_rate", "mean_wait", "p95_wait", "utilization")
+
+
+def _period(args: tuple[_Model, np.random.SeedSequence, float, np.ndarray]) -> tuple:
+    """Worker entry point: one peak period -> (metrics tuple, queue curve, records)."""
+    m, ss, sla, grid = args
+    rec = _simulate(m, ss, 0)
+    n = rec.size
+    adm = ~rec["blocked"]
+    waits = rec["wait"][adm]
+    served = int(rec["served"].sum())
+    abandoned = int(rec["abandoned"].sum())
+    nan = math.nan
+    hit = int((rec["served"] & (rec["wait"] <= sla)).sum())
+    cap = _capacity_time(m.schedule, m.horizon, 0.0, m.horizon)
+    busy = _overlap(rec["start"][rec["served"]], rec["end"][rec["served"]], 0.0, m.horizon)
+    a = rec["arrival"][adm]
+    q_exit = np.sort(np.where(rec["served"], rec["start"], rec["end"])[adm])
+    queue = (np.searchsorted(a, grid, side="right")
+             - np.searchsorted(q_exit, grid, side="right"))
+    metrics = (
+        n, served, abandoned, int(rec["unserved"].sum()),
+        hit / n if n else nan, abandoned / n if n else nan,
+        float(waits.mean()) if waits.size else nan,
+        float(np.percentile(waits, 95)) if waits.size else nan,
+        float(busy.sum() / cap) if cap > 0 else nan,
+    )
+    return metrics, queue, (rec if m.keep_records else None)
+
+
+def _peak_jobs(demands: Any, servers: Any, profile: Any, service_time_mean: Any,
+               period_length: Any, seeds: Any, opts: dict, name: str) -> tuple[list, Any]:
+    """Validate and broadcast the peak-period inputs; one ``_period`` job per period.
+
+    ``seeds(n)`` gives the ``n`` period seed sequences; ``opts`` holds the keyword
+    arguments of :func:`simulate_peak_periods` (plus ``keep_records``).
+    """
+    d = _real(name, demands, low=0.0, low_open=False, unit="units")
+    if d.ndim != 1:
+        raise InputError(f"{name} must be a 1-D array (one entry per period), "
+                         f"got shape {d.shape}")
+    n = d.size
+    length = float(_real("period_length", period_length, low=0.0, low_open=True,
+                         unit="time units"))
+    s = _servers("servers", servers)
+    if s.ndim == 0:
+        s = np.full((n, 1), int(s))
+    elif s.ndim == 1:
+        if s.size != n:
+            raise InputError(f"servers as a 1-D array needs one count per period ({n}), got "
+                             f"{s.size}; use shape (periods, slots) for per-slot counts")
+        s = s[:, None]
+    elif s.ndim != 2 or s.shape[0] != n or s.shape[1] == 0:
+        raise InputError(f"servers must be a scalar, shape ({n},) or ({n}, slots), "
+                         f"got shape {s.shape}")
+    p = _real("profile", profile, low=0.0, low_open=False)
+    if p.ndim == 1:
+        p = np.broadcast_to(p, (n, p.size))
+    if p.ndim != 2 or p.shape[0] != n or p.shape[1] == 0:
+        raise InputError(f"profile must have shape (slots,) or ({n}, slots), got {p.shape}")
+    sums = p.sum(axis=1)
+    bad = np.abs(sums - 1.0) > 1e-6
+    if bad.any():
+        rows = np.flatnonzero(bad)[:5].tolist()
+        raise InputError(f"profile weights must sum to 1 per period; periods {rows} sum to "
+                         f"{_show(sums[bad])}")
+    late = s[:, -1]
+    if opts["late_servers"] is not None:
+        late = np.broadcast_to(_servers("late_servers", opts["late_servers"]), (n,))
+    sla = float(_real("sla_threshold", opts["sla_threshold"], low=0.0, low_open=False,
+                      unit="time units"))
+    grid = np.linspace(0.0, length, _whole("grid_points", opts["grid_points"], 2))
+    svc = _service_args(opts["service_dist"], service_time_mean, opts["service_cv"],
+                        opts["service_samples"])
+    pat_mean = _optional_pos("patience_mean", opts["patience_mean"])
+    cap = _optional_pos("max_wait", opts["max_wait"])
+    _check_size(float(d.max(initial=0.0)))
+    jobs = []
+    for i, ss in enumerate(seeds(n)):
+        m = _Model(
+            horizon=length, warmup=0.0, rate=None, count=float(d[i]),
+            poisson_count=bool(opts["poisson_demand"]), profile=np.asarray(p[i], dtype=float),
+            **svc, patience_dist="exponential", patience_mean=pat_mean, max_wait=cap,
+            queue_capacity=None, schedule=s[i], late_servers=int(late[i]),
+            keep_records=bool(opts["keep_records"]),
+        )
+        jobs.append((m, ss, sla, grid))
+    return jobs, grid
+
+
+def simulate_peak_periods(
+    demands: Any,
+    servers: Any,
+    profile: Any,
+    service_time_mean: float | None,
+    period_length: float,
+    seed: SeedLike,
+    *,
+    sla_threshold: float,
+    max_wait: float | None = None,
+    patience_mean: float | None = None,
+    late_servers: Any = None,
+    service_dist: str = "exponential",
+    service_cv: float | None = None,
+    service_samples: Any = None,
+    poisson_demand: bool = False,
+    grid_points: int = 97,
+    workers: int = 1,
+) -> PeakPeriodsResult:
+    """Simulate many peak periods (e.g. one per Monte Carlo path), arrays in, arrays out.
+
+    Period ``i`` has ``demands[i]`` arrivals spread over ``[0, period_length)`` by the
+    intraday ``profile`` (a non-homogeneous Poisson process conditioned on its count: each
+    arrival falls in slot ``k`` with probability ``profile[k]``, uniformly inside it). A
+    fractional demand is rounded up or down at random with the right mean;
+    ``poisson_demand=True`` draws the count from ``Poisson(demands[i])`` instead.
+
+    Parameters
+    ----------
+    demands:
+        Shape ``(n,)``: units arriving per period (>= 0).
+    servers:
+        Servers on duty: scalar, ``(n,)`` (constant per period) or ``(n, slots)`` (per
+        equal slot of the period, whole numbers >= 0).
+    profile:
+        Intraday weights per equal slot, summing to 1: shape ``(slots,)`` shared by all
+        periods, or ``(n, slots)``.
+    service_time_mean:
+        Mean service time (time units, > 0).
+    period_length:
+        Length of a period (time units, > 0), e.g. 24 hours or 1440 minutes.
+    seed:
+        Root seed; period ``i`` uses child ``i`` of its ``SeedSequence`` (see
+        :func:`peakplan.rng.block_seeds`), for any ``workers``.
+    sla_threshold:
+        Answer-time target (time units, >= 0) for ``sla_attainment``.
+    max_wait:
+        Customers leave the queue after waiting this long (time units).
+    patience_mean:
+        Mean exponential patience (time units); combined with ``max_wait`` as the minimum.
+    late_servers:
+        Servers after the period ends, finishing the backlog (scalar or ``(n,)``);
+        ``None`` keeps the last slot's count; ``0`` closes at ``period_length`` and counts
+        those still waiting as ``unserved``.
+    service_dist, service_cv, service_samples:
+        As in :func:`run_station`.
+    poisson_demand:
+        Draw the arrival count from a Poisson law with mean ``demands[i]``.
+    grid_points:
+        Number of sample times of the queue curve (>= 2).
+    workers:
+        Processes (>= 1); results are identical for any value.
+    """
+    opts = {"sla_threshold": sla_threshold, "max_wait": max_wait,
+            "patience_mean": patience_mean, "late_servers": late_servers,
+            "service_dist": service_dist, "service_cv": service_cv,
+            "service_samples": service_samples, "poisson_demand": poisson_demand,
+            "grid_points": grid_points, "keep_records": False}
+    root = seed_sequence(seed)
+    jobs, grid = _peak_jobs(demands, servers, profile, service_time_mean, period_length,
+                            lambda n: block_seeds(root, 0, n), opts, "demands")
+    n_workers = _whole("workers", workers, 1)
+    out = _map(_period, jobs, n_workers)
+    cols = list(zip(*(metrics for metrics, _, _ in out), strict=True)) if out else \
+        [()] * len(_PERIOD_FIELDS)
+    arrays = {
+        name: np.array(col, dtype=np.int64 if k < 4 else np.float64)
+        for k, (name, col) in enumerate(zip(_PERIOD_FIELDS, cols, strict=True))
+    }
+    queue = np.array([q for _, q, _ in out], dtype=np.int64).reshape(len(jobs), grid.size)
+    return PeakPeriodsResult(
+        demand=np.array([m.count for m, _, _, _ in jobs]), grid=grid, queue_length=queue, seed_entropy=_entropy(root),
+        seed_spawn_key=tuple(root.spawn_key), **arrays,
+    )
+
+
+def simulate_peak_day(
+    demand: float,
+    servers: Any,
+    profile: Any,
+    service_time_mean: float | None,
+    period_length: float,
+    seed: SeedLike,
+    *,
+    sla_threshold: float,
+    max_wait: float | None = None,
+    patience_mean: float | None = None,
+    late_servers: int | None = None,
+    service_dist: str = "exponential",
+    service_cv: float | None = None,
+    service_samples: Any = None,
+    poisson_demand: bool = False,
+    grid_points: int = 97,
+    keep_records: bool = False,
+) -> PeakDayResult:
+    """Simulate one peak period (a day): the single-period form of
+    :func:`simulate_peak_periods` (same arguments, with ``demand`` a number and
+    ``servers`` a number or a per-slot 1-D array), plus optional per-customer records.
+
+    The result equals period ``i`` of ``simulate_peak_periods`` when ``seed`` is that
+    call's ``i``-th child seed.
+    """
+    if np.ndim(demand) != 0:
+        raise InputError(f"demand must be a single number, got shape {np.shape(demand)}; "
+                         f"use simulate_peak_periods for many periods")
+    if np.ndim(servers) > 1:
+        raise InputError(f"servers must be a number or a 1-D per-slot array, got shape "
+                         f"{np.shape(servers)}")
+    opts = {"sla_threshold": sla_threshold, "max_wait": max_wait,
+            "patience_mean": patience_mean, "late_servers": late_servers,
+            "service_dist": service_dist, "service_cv": service_cv,
+            "service_samples": service_samples, "poisson_demand": poisson_demand,
+            "grid_points": grid_points, "keep_records": keep_records}
+    ss = seed_sequence(seed)
+    jobs, grid = _peak_jobs([demand], np.reshape(servers, (1, -1)), profile, service_time_mean,
+                            period_length, lambda n: [ss], opts, "demand")
+    metrics, queue, rec = _period(jobs[0])
+    values = dict(zip(_PERIOD_FIELDS, metrics, strict=True))
+    return PeakDayResult(
+        grid=grid, queue_length=np.asarray(queue, dtype=np.int64), records=rec,
+        seed_entropy=_entropy(ss), seed_spawn_key=tuple(ss.spawn_key), **values,
+    )
