@@ -110,6 +110,8 @@ def cmd_schema(args) -> int:
 
     if args.tables:
         print(schemas.markdown())
+    elif args.markdown:
+        print(config.markdown())
     else:
         print(json.dumps(config.json_schema(), indent=2))
     return EXIT_OK
@@ -142,13 +144,20 @@ def build_parser() -> argparse.ArgumentParser:
 
     s = sub.add_parser("schema", help="print the scenario JSON Schema (or the table reference)")
     s.add_argument("--tables", action="store_true", help="print the input table reference (Markdown)")
+    s.add_argument("--markdown", action="store_true", help="print the scenario reference as Markdown")
     s.set_defaults(func=cmd_schema)
     _extend(sub)
     return p
 
 
 def _extend(sub) -> None:
-    """Commands of later stages, registered if their modules are present."""
+    """Commands of later stages: batch and ledger (peakplan.batch), the benchmark gate."""
+    try:
+        from peakplan import batch
+    except ImportError:  # pragma: no cover - module not present in this build
+        batch = None
+    if batch is not None and hasattr(batch, "add_cli"):
+        batch.add_cli(sub)
     try:
         from peakplan import bench
     except ImportError:  # pragma: no cover

@@ -102,3 +102,9 @@ def test_console_script_runs():
     out = subprocess.run([sys.executable, "-m", "peakplan.cli", "validate", str(SCN)], capture_output=True, text=True)
     assert out.returncode == 0, out.stderr
     assert "valid (16 weeks, 3 segments, 6 resources, 13 levers" in out.stdout
+
+
+def test_docs_scenario_md_is_generated_from_schema():
+    from peakplan import config
+
+    assert (ROOT / "docs" / "scenario.md").read_text() == config.markdown() + "\n"
