@@ -8,7 +8,13 @@ both models simulate the same M/M/c queue, so customers per second is the fair u
 The bare loop is the textbook simpy model - an arrival generator process plus one process
 per customer holding a ``simpy.Resource``, with ``random.expovariate`` draws - and it needs
 about six simpy events per customer; ``run_station`` needs about two (see the
-``peakplan.simulate.des`` module notes) and also builds records and statistics.
+``peakplan.simulate.des`` module notes) and also builds records and statistics. Events
+per second are measured too (a counting ``simpy.Environment`` subclass), to show how much
+of the gain is fewer events and how much is cheaper events.
+
+The peak-day model in plan scoring (:func:`peakplan.simulate.peak.peak_service`) must
+finish the retail scenario (6 stations, 3 plans + baseline, top 2 + 2 sampled periods)
+within :data:`RETAIL_DES_BUDGET_S` on one core.
 """
 
 from __future__ import annotations
@@ -18,11 +24,15 @@ import random
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 import simpy
 
 from peakplan import queueing
+from peakplan.simulate import des
 from peakplan.simulate.des import run_station
+
+ROOT = Path(__file__).resolve().parents[1]
 
 # The Erlang C call-centre case (shared/reference/erlang_c_call_centre_10_erlangs.json):
 # 100 calls per 1800 s, AHT 180 s, 14 agents.
@@ -30,6 +40,8 @@ LAM, AHT, AGENTS = 100 / 1800, 180.0, 14
 SPEED_CUSTOMERS = 300_000
 #: run_station must simulate at least 1 / 1.5 of the bare loop's customers per second.
 MIN_SPEED_RATIO = 1 / 1.5
+#: Seconds the retail scenario's DES part may take on one core at default settings.
+RETAIL_DES_BUDGET_S = 10.0
 
 
 def bare_simpy_mmc(arrival_rate: float, service_rate: float, servers: int, customers: int,
@@ -95,6 +107,83 @@ def test_bench_run_station_mmc(benchmark):
     print(f"\nrun_station {ours:,.0f} customers/s; bare simpy {bare:,.0f} customers/s; "
           f"ratio {ratio:.2f}")
     assert ratio >= MIN_SPEED_RATIO
+
+
+class _CountingEnvironment(simpy.Environment):
+    """A ``simpy.Environment`` that counts the events it processes."""
+
+    steps = 0
+
+    def step(self) -> None:
+        _CountingEnvironment.steps += 1
+        super().step()
+
+
+def _events(fn) -> tuple[int, int]:
+    """(events processed, result) of ``fn()`` with both models on the counting environment."""
+    saved = simpy.Environment
+    des.simpy.Environment = _CountingEnvironment  # the same module object as ``simpy`` here
+    _CountingEnvironment.steps = 0
+    try:
+        out = fn()
+    finally:
+        des.simpy.Environment = saved
+    return _CountingEnvironment.steps, out
+
+
+def test_bench_events_per_second_against_bare_simpy(benchmark):
+    """Customers/s and events/s of run_station against the bare loop (same M/M/c)."""
+    ev_ours, customers = _events(_run_station_once)
+    ev_bare, served = _events(lambda: bare_simpy_mmc(LAM, 1 / AHT, AGENTS, SPEED_CUSTOMERS, 1))
+    benchmark.pedantic(_run_station_once, rounds=3, iterations=1)
+    ours_s = benchmark.stats["min"]
+    bare_s, _ = _best_of(lambda: bare_simpy_mmc(LAM, 1 / AHT, AGENTS, SPEED_CUSTOMERS, 1))
+    info = {
+        "events_per_customer": ev_ours / customers, "bare_events_per_customer": ev_bare / served,
+        "events_per_s": ev_ours / ours_s, "bare_events_per_s": ev_bare / bare_s,
+        "customers_per_s": customers / ours_s, "bare_customers_per_s": served / bare_s,
+    }
+    info["customers_per_s_ratio"] = info["customers_per_s"] / info["bare_customers_per_s"]
+    info["events_per_s_ratio"] = info["events_per_s"] / info["bare_events_per_s"]
+    benchmark.extra_info.update(info)
+    print("\n" + ", ".join(f"{k} {v:,.2f}" for k, v in info.items()))
+    assert info["events_per_customer"] < 2.1 and info["bare_events_per_customer"] > 5.9
+
+
+def _retail_plans():
+    from peakplan.compile import build_pack
+    from peakplan.loaders import load_scenario
+    from peakplan.simulate import mc
+
+    pack = build_pack(load_scenario(ROOT / "scenarios" / "retail_peak.yaml"))
+    base = mc.plan_inputs(pack)
+    plans = {"baseline": base}
+    for name, share in (("A", 0.3), ("B", 0.6), ("C", 1.0)):  # reserve and flex at a share of quota
+        levels = base.levels.copy()
+        for i, lever in enumerate(pack.levers):
+            if lever.kind in ("reserve", "flex"):
+                levels[i, 6:14] = np.maximum(levels[i, 6:14], share * lever.quota)
+        plans[name] = mc.plan_inputs(pack, levels)
+    return pack, plans
+
+
+def test_bench_peak_service_retail(benchmark):
+    """The DES part of scoring the retail scenario, one core, default DES settings."""
+    from peakplan.simulate.peak import peak_service
+
+    pack, plans = _retail_plans()
+    res = benchmark.pedantic(peak_service, args=(pack, plans), kwargs={"n_paths": 20_000, "seed": 42},
+                             rounds=3, iterations=1)
+    days = res.days
+    customers = float(((days["demand"] + days["carried"]) * days["scale"]).sum())
+    best = benchmark.stats["min"]
+    benchmark.extra_info.update({"station_days": len(days), "customers": customers,
+                                 "customers_per_s": customers / best, "seconds": best})
+    print(f"\npeak_service retail: {len(days)} station-days, {customers:,.0f} customers in {best:.2f} s "
+          f"({customers / best:,.0f} customers/s)\n{res.table.to_string()}")
+    assert len(res.table) == 4 and (res.table["n_days"] == 6 * 4).all()
+    assert (res.table["fluid_gap"].abs() < 0.02).all()  # throughput agrees; waits decide fluid_ok
+    assert best < RETAIL_DES_BUDGET_S
 
 
 def _reference() -> dict | None:

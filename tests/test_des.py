@@ -18,14 +18,8 @@ from scipy import stats
 from peakplan import queueing
 from peakplan.errors import InputError
 from peakplan.rng import block_seeds
-from peakplan.simulate.des import (
-    METRIC_DTYPE,
-    RECORD_DTYPE,
-    Estimate,
-    run_station,
-    simulate_peak_day,
-    simulate_peak_periods,
-)
+from peakplan.simulate.des import METRIC_DTYPE, RECORD_DTYPE, Estimate, run_station
+from peakplan.simulate.peak import simulate_peak_day, simulate_peak_periods
 
 
 def se(est: Estimate, replications: int) -> float:
