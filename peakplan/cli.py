@@ -96,11 +96,27 @@ def cmd_run(args) -> int:
         print(f"HIGH-SEVERITY FLAGS ({len(res.pack.high_flags)}):")
         for f in res.pack.high_flags:
             print(f"  {f.rule} at {f.location}: {f.evidence}")
-    _print_table(pipeline.summary_table([res.baseline])[
-        ["plan", "cost_mean", "cost_p95", "cost_cvar95", "fill_mean", "fill_p5", "p_breach", "lost_mean",
-         "util_peak", "util_offpeak"]], f"{res.pack.name}: {res.sim.n_paths:,} paths, seed {res.manifest['seed']}")
-    for extra in res.extras.get("print", []):
-        extra()
+    table = res.extras.get("comparison")
+    if table is None or table.empty:
+        table = pipeline.summary_table([res.baseline])
+    cols = [c for c in ("plan", "cost_mean", "cost_p95", "cost_cvar95", "fill_mean", "fill_p5", "p_breach",
+                        "lost_mean", "util_peak", "util_offpeak") if c in table.columns]
+    cols += [c for c in table.columns if c.startswith("stress: ")]
+    _print_table(table[cols], f"{res.pack.name}: {res.manifest.get('n_paths_scoring', res.sim.n_paths):,} paths, "
+                 f"seed {res.manifest['seed']}")
+    des_cols = [c for c in ("plan", "des_sla_mean", "des_sla_p5", "des_wait_mean_h", "des_wait_p95_h",
+                            "des_abandon_rate", "des_fluid_ok") if c in table.columns]
+    if len(des_cols) > 1:
+        _print_table(table[des_cols], "time to serve inside the peak (discrete-event model)")
+    for name, plan in res.extras.get("plans", {}).items():
+        if getattr(plan, "identical_to", None):
+            print(f"Plan {name} is identical to Plan {plan.identical_to} (same decisions)")
+    if table.attrs.get("recommended"):
+        print(f"Recommended: Plan {table.attrs['recommended']} - {table.attrs['rationale']}")
+    for e in res.extras.get("escalations", []):
+        print(f"ESCALATION: {e['message']}")
+        for d in e.get("diagnosis", []):
+            print(f"  - {d}")
     print(f"run directory: {res.run_dir}")
     return res.extras.get("exit_code", EXIT_OK)
 

@@ -272,3 +272,82 @@ def render_markdown(pack: PlanningPack, manifest: dict, sections: list[tuple[str
 def md_table(df: pd.DataFrame, floatfmt: str = ",.4g") -> str:
     """A DataFrame as a Markdown table."""
     return _md_table(df, floatfmt)
+
+
+# ------------------------------------------------------------------------------------
+# plans and charts
+# ------------------------------------------------------------------------------------
+def write_plans(pack: PlanningPack, plans: dict, folder: Path) -> list[tuple[str, str]]:
+    """Write ``plans/<name>.json`` and the action, scale-down, tripwire and cost tables.
+
+    Returns the report sections (one per plan) in Markdown.
+    """
+    from peakplan import plans as plans_mod
+
+    folder = Path(folder)
+    actions, downs, wires, costs = [], [], [], []
+    sections = []
+    for name, plan in plans.items():
+        write_json(folder / f"{name}.json", plans_mod.plan_to_dict(pack, plan))
+        a = plans_mod.action_schedule(pack, plan)
+        d = plans_mod.scale_down(pack, plan)
+        w = plans_mod.tripwires(pack, plan)
+        c = plans_mod.cost_breakdown(pack, plan)
+        for df, acc in ((a, actions), (d, downs), (w, wires), (c, costs)):
+            acc.append(df.assign(plan=name))
+        same = getattr(plan, "identical_to", None)
+        head = f"Plan {name} ({getattr(plan, 'label', '')})"
+        if same:
+            sections.append((head, f"Identical to Plan {same}: same decisions, not repeated."))
+            continue
+        body = [f"Solved under: `{json.dumps(getattr(plan, 'constraints', {}), default=_default, sort_keys=True)}`", "",
+                "**Action schedule**", "", md_table(a) if len(a) else "No capacity changes.", "",
+                "**Scale-down / rollback**", "", md_table(d) if len(d) else "Nothing to scale down.", "",
+                "**Tripwires**", "", md_table(w) if len(w) else "None.", "",
+                "**Cost breakdown**", "", md_table(c) if len(c) else "-"]
+        quality = getattr(plan, "quality", None)
+        if quality:
+            body += ["", "**Plan quality**", "", md_table(pd.DataFrame([{"statistic": k, "value": v}
+                                                                      for k, v in _flat(quality).items()]))]
+        sections.append((head, "\n".join(body)))
+    for fname, acc in (("actions", actions), ("scale_down", downs), ("tripwires", wires), ("costs", costs)):
+        if acc:
+            write_parquet(folder / f"{fname}.parquet", pd.concat(acc, ignore_index=True))
+    return sections
+
+
+def _flat(d: dict, prefix: str = "") -> dict:
+    out = {}
+    for k, v in d.items():
+        key = f"{prefix}{k}"
+        if isinstance(v, dict):
+            out.update(_flat(v, key + "."))
+        elif isinstance(v, (list, tuple)) and len(v) == 2 and all(isinstance(x, (int, float)) for x in v):
+            out[key] = f"[{v[0]:,.4g}, {v[1]:,.4g}]"
+        else:
+            out[key] = v
+    return out
+
+
+def queue_charts(des, folder: Path) -> dict[str, Path]:
+    """One PNG per plan: queue length over its worst simulated peak day."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    out = {}
+    for name, wd in des.worst_day.items():
+        fig, ax = plt.subplots(figsize=(6, 2.6), dpi=100)
+        ax.step(wd.grid, wd.queue_length, where="post")
+        ax.set_xlabel("hours since opening")
+        ax.set_ylabel("waiting")
+        ax.set_title(f"{name}: {wd.resource}, {wd.period} (SLA {wd.sla:.0%})", fontsize=9)
+        fig.tight_layout()
+        p = folder / f"queue_{name}.png"
+        fig.savefig(p, metadata={"Software": None})
+        plt.close(fig)
+        out[name] = p
+    return out

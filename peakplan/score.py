@@ -310,7 +310,7 @@ def compare(pack: PlanningPack, plans: dict, n_paths: int | None = None, seed=No
         table.attrs["des_notes"] = list(res.notes)
         extras["des"] = res
     dom = dominance(table[table["plan"] != "baseline"]) if len(plans) > 1 else {}
-    table["dominance"] = table["plan"].map(dom).fillna("")
+    table["dominance"] = [dom.get(p, "") for p in table["plan"]]
     if plans:
         best, why = recommend(pack, table)
         table["recommended"] = table["plan"] == best
