@@ -75,7 +75,7 @@ simulation:
   chunk_size: 16000
   opt_samples: 300
 flags:
-  recent_periods: 28    # four whole weeks, so the weekday/weekend mix matches in the level-shift check
+  recent_periods: 28    # four weeks of history in the level-shift check (matched by weekday)
 des:
   enabled: false        # rail car-trips are not a queue of servers; the fluid Monte Carlo applies
 """

@@ -70,25 +70,42 @@ def demand_spikes(p50: np.ndarray, history: np.ndarray | None, periods, segments
 
 
 def level_shift(p50: np.ndarray, history: np.ndarray | None, segments, recent: int, threshold: float,
-                quiet: np.ndarray) -> list[Flag]:
-    """Recent history mean against the near forecast mean (non-event periods) per segment."""
+                quiet: np.ndarray, cycle: int = 1) -> list[Flag]:
+    """Recent history against the near forecast (non-event periods), per segment.
+
+    With a weekly ``cycle`` (7 for daily periods) the comparison is matched by position in
+    the cycle: for each weekday the mean of the recent history (``recent`` rounded up to
+    whole cycles) is compared with the mean forecast on the same weekday, and the relative
+    gaps are averaged, so a different weekday/weekend mix cannot fake a shift. Forecast
+    period 0 is assumed to follow the last history period.
+    """
     flags: list[Flag] = []
     if history is None or len(history) == 0:
         return flags
-    idx = np.flatnonzero(quiet)[:recent]
+    H = len(history)
+    n_hist = min(H, -(-recent // cycle) * cycle)
+    h_phase = (np.arange(H - n_hist, H) - H) % cycle  # phase relative to forecast period 0
+    idx = np.flatnonzero(quiet)[: max(recent, cycle)]
     if idx.size == 0:
         return flags
+    f_phase = idx % cycle
     for g, seg in enumerate(segments):
-        h = float(np.mean(history[-recent:, g]))
-        f = float(np.mean(p50[idx, g]))
-        if h <= 0:
+        rels, hs, fs = [], [], []
+        for ph in range(cycle):
+            hv = history[H - n_hist:, g][h_phase == ph]
+            fv = p50[idx[f_phase == ph], g]
+            if hv.size and fv.size and hv.mean() > 0:
+                rels.append(fv.mean() / hv.mean() - 1.0)
+                hs.append(hv.mean())
+                fs.append(fv.mean())
+        if not rels:
             continue
-        rel = f / h - 1.0
+        rel = float(np.mean(rels))
         if abs(rel) > threshold:
             flags.append(Flag("level_shift", "medium", f"segment {seg}",
-                              f"mean of last {min(recent, len(history))} history periods {h:.4g} vs mean "
-                              f"forecast p50 {f:.4g} over the first {idx.size} non-event periods "
-                              f"({rel:+.0%}, threshold {threshold:.0%})"))
+                              f"mean of last {n_hist} history periods {np.mean(hs):.4g} vs mean forecast p50 "
+                              f"{np.mean(fs):.4g} over {idx.size} non-event periods"
+                              f"{' (matched by weekday)' if cycle > 1 else ''} ({rel:+.0%}, threshold {threshold:.0%})"))
     return flags
 
 

@@ -379,7 +379,8 @@ def build_pack(scenario: Scenario | str | Path, tables: dict[str, pd.DataFrame] 
     avail = np.array([r.availability_mean for r in scn.resources])
     flags += checks.demand_spikes(median, history, labels, segs, fset.spike_z)
     quiet = ~np.any([ev.periods for ev in events], axis=0) if events else np.ones(T, bool)
-    flags += checks.level_shift(median, history, segs, fset.recent_periods, fset.level_shift, quiet)
+    flags += checks.level_shift(median, history, segs, fset.recent_periods, fset.level_shift, quiet,
+                                 cycle=7 if scn.calendar.period == "day" else 1)
     flags += checks.stale_forecast(as_of, scn.calendar.start, fset.stale_days)
     flags += checks.capacity_below_demand(load, base[0], avail, history, ress, fset.recent_periods)
     flags += checks.event_in_freeze(events, freeze, labels)
