@@ -193,26 +193,33 @@ def _history(df: pd.DataFrame, scn: Scenario, segs: tuple[str, ...], flags: list
     return arr, labels
 
 
-def history_noise(history: np.ndarray, window: int) -> tuple[np.ndarray, float]:
+def history_noise(history: np.ndarray, window: int, cycle: int = 1) -> tuple[np.ndarray, float]:
     """Segment correlation matrix and AR(1) coefficient of log-residuals of ``history``.
 
     Residual = ``log(actual) - rolling median`` (centred, ``window`` periods), which removes
-    level and slow trend; periods where any segment's residual has a robust z-score above
-    3.5 (past events) are dropped. The correlation matrix is repaired to the nearest positive
-    definite matrix (eigenvalues clipped at 1e-6); the AR(1) coefficient is the mean lag-1
-    autocorrelation across segments, clipped to [-0.95, 0.95].
+    level and slow trend; with a ``cycle`` (7 for daily periods) each weekday's median
+    residual is removed too. Periods where any segment's residual has a robust z-score above
+    3.5 (past events) are dropped. The correlation matrix is repaired to the nearest
+    positive definite matrix (eigenvalues clipped at 1e-6); the AR(1) coefficient is the
+    mean lag-1 autocorrelation across segments over pairs of consecutive kept periods,
+    clipped to [-0.95, 0.95].
     """
     logs = np.log(np.maximum(history, 1e-9))
     trend = pd.DataFrame(logs).rolling(window, center=True, min_periods=1).median().to_numpy()
     res = logs - trend
+    if cycle > 1:
+        phase = np.arange(len(res)) % cycle
+        for ph in range(cycle):
+            res[phase == ph] -= np.median(res[phase == ph], axis=0)
     # drop periods where any segment is an outlier (past events would fake a correlation)
     z = np.abs(np.column_stack([checks.robust_z(res[:, g], res[:, g]) for g in range(res.shape[1])]))
     keep = (z <= 3.5).all(axis=1)
-    if keep.sum() >= 8:
-        res = res[keep]
+    if keep.sum() < 8:
+        keep[:] = True
     G = res.shape[1]
-    if G > 1 and len(res) > 3:
-        c = np.corrcoef(res, rowvar=False)
+    kept = res[keep]
+    if G > 1 and len(kept) > 3:
+        c = np.corrcoef(kept, rowvar=False)
         c = np.nan_to_num(c, nan=0.0)
         np.fill_diagonal(c, 1.0)
         w, v = np.linalg.eigh(c)
@@ -221,11 +228,12 @@ def history_noise(history: np.ndarray, window: int) -> tuple[np.ndarray, float]:
         c = c / d[:, None] / d[None, :]
     else:
         c = np.eye(G)
+    pairs = keep[:-1] & keep[1:]
     ac = []
     for g in range(G):
-        x = res[:, g]
-        if len(x) > 3 and x.std() > 0:
-            ac.append(np.corrcoef(x[:-1], x[1:])[0, 1])
+        x0, x1 = res[:-1, g][pairs], res[1:, g][pairs]
+        if x0.size > 3 and x0.std() > 0 and x1.std() > 0:
+            ac.append(np.corrcoef(x0, x1)[0, 1])
     phi = float(np.clip(np.nanmean(ac), -0.95, 0.95)) if ac else 0.0
     return c, phi
 
@@ -357,7 +365,7 @@ def build_pack(scenario: Scenario | str | Path, tables: dict[str, pd.DataFrame] 
     if need_hist and history is None:
         raise InputError(f"{scn.name}: demand.ar1/correlation is 'history' but tables.history is not given")
     if history is not None and len(history) >= 8:
-        corr_h, phi_h = history_noise(history, window_len)
+        corr_h, phi_h = history_noise(history, window_len, cycle=7 if scn.calendar.period == "day" else 1)
     else:
         corr_h, phi_h = np.eye(len(segs)), 0.0
     if scn.demand.correlation == "history":

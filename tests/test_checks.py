@@ -100,3 +100,21 @@ def test_robust_z_uses_mad():
     ref = np.array([10.0, 11, 9, 10, 10, 50])
     assert checks.robust_z(np.array([10.0]), ref)[0] == pytest.approx(0.0)
     assert checks.robust_z(np.array([50.0]), ref)[0] > 10
+
+
+def test_history_noise_recovers_ar1_and_correlation():
+    from peakplan.compile import history_noise
+
+    rng = np.random.default_rng(0)
+    n, phi, rho = 2000, 0.6, 0.5
+    chol = np.linalg.cholesky(np.array([[1, rho], [rho, 1]]))
+    e = rng.standard_normal((n, 2)) @ chol.T
+    z = np.zeros((n, 2))
+    for t in range(1, n):
+        z[t] = phi * z[t - 1] + np.sqrt(1 - phi**2) * e[t]
+    weekday = np.tile([1.0, 1, 1, 1, 1, 0.6, 0.5], n // 7 + 1)[:n, None]
+    history = 100 * weekday * np.exp(0.05 * z)
+    corr, ar1 = history_noise(history, window=29, cycle=7)
+    # the rolling-median detrending absorbs a little of the slow AR(1) component
+    assert ar1 == pytest.approx(phi, abs=0.1)
+    assert corr[0, 1] == pytest.approx(rho, abs=0.08)
