@@ -121,6 +121,24 @@ def cmd_run(args) -> int:
     return res.extras.get("exit_code", EXIT_OK)
 
 
+def cmd_compare(args) -> int:
+    from peakplan.loaders import read_run_comparison
+
+    frames = [read_run_comparison(d) for d in args.run_dirs]
+    import pandas as pd
+
+    table = pd.concat(frames, ignore_index=True)
+    cols = [c for c in ("run", "plan", "cost_mean", "cost_p95", "cost_cvar95", "fill_mean", "fill_p5", "p_breach",
+                        "lost_mean", "recommended") if c in table.columns]
+    _print_table(table[cols], f"{len(args.run_dirs)} run(s) compared")
+    if args.out:
+        from peakplan import report
+
+        report.write_csv(args.out, table)
+        print(f"wrote {args.out}")
+    return EXIT_OK
+
+
 def cmd_schema(args) -> int:
     from peakplan import config, schemas
 
@@ -157,6 +175,11 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--force", action="store_true", help="replace an existing run directory")
     s.add_argument("--quiet", action="store_true", help="no progress output")
     s.set_defaults(func=cmd_run)
+
+    s = sub.add_parser("compare", help="compare the plans of runs already written")
+    s.add_argument("run_dirs", type=Path, nargs="+")
+    s.add_argument("--out", type=Path, default=None, help="also write the combined table as CSV")
+    s.set_defaults(func=cmd_compare)
 
     s = sub.add_parser("schema", help="print the scenario JSON Schema (or the table reference)")
     s.add_argument("--tables", action="store_true", help="print the input table reference (Markdown)")

@@ -238,6 +238,19 @@ def _check_levers(name: str, df: pd.DataFrame) -> list[str]:
     return problems
 
 
+def read_run_comparison(run_dir: str | Path) -> pd.DataFrame:
+    """The comparison table of a written run directory, with a ``run`` column."""
+    d = Path(run_dir)
+    if not (d / "manifest.json").exists():
+        raise InputError(f"{d}: not a run directory (no manifest.json); expected a folder written by `peakplan run`")
+    p = d / "comparison.parquet"
+    if not p.exists():
+        raise InputError(f"{d}: has no comparison.parquet; re-run it with a peakplan that scores plans")
+    df = pd.read_parquet(p)
+    df.insert(0, "run", d.name)
+    return df
+
+
 def load_tables(scn: Scenario) -> dict[str, pd.DataFrame]:
     """Read and validate every table a scenario names."""
     return {name: read_table(path, name) for name, path in input_files(scn).items()}

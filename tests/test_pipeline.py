@@ -108,3 +108,16 @@ def test_docs_scenario_md_is_generated_from_schema():
     from peakplan import config
 
     assert (ROOT / "docs" / "scenario.md").read_text() == config.markdown() + "\n"
+
+
+def test_compare_command_reads_written_runs(tmp_path, capsys):
+    for name, seed in (("r1", 1), ("r2", 2)):
+        assert main(["run", str(SCN), "--out", str(tmp_path / name), "--paths", "1000", "--seed", str(seed),
+                     "--quiet"]) == 0
+    capsys.readouterr()
+    assert main(["compare", str(tmp_path / "r1"), str(tmp_path / "r2"), "--out", str(tmp_path / "c.csv")]) == 0
+    table = pd.read_csv(tmp_path / "c.csv")
+    assert set(table["run"]) == {"r1", "r2"}
+    assert "baseline" in set(table["plan"])
+    assert main(["compare", str(tmp_path / "nope")]) == 2
+    assert "not a run directory" in capsys.readouterr().err
