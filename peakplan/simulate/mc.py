@@ -33,15 +33,19 @@ from peakplan.pack import PlanningPack
 from peakplan.rng import BLOCK_PATHS, SeedLike, block_generators, root_entropy, seed_sequence
 
 __all__ = [
+    "ENGINES",
+    "TAIL_METRICS",
     "Draws",
     "PlanInputs",
     "SimResult",
+    "SimSummary",
     "block_draws",
     "metric_dtype",
     "plan_inputs",
     "sample_paths",
     "simulate",
     "simulate_blocks",
+    "summarize",
 ]
 
 
@@ -407,8 +411,23 @@ def run_recurrence(pack: PlanningPack, plan: PlanInputs, draws: Draws) -> np.nda
     demand_tot = D.sum(axis=(1, 2))
     demand_win = D[:, window, :].sum(axis=(1, 2))
     cost_pen = lost_pen + (B.sum(axis=2) @ pen)
+    return _records(pack, plan, demand_tot=demand_tot, demand_win=demand_win, served_tot=served_tot,
+                    served_win=served_win, lost_tot=lost_tot, backlog_end=backlog_end, worst=worst,
+                    cost_flex=cost_flex, cost_pen=cost_pen, cost_back=cost_back, cost_hold=cost_hold,
+                    used_pk=used_pk, cap_pk=cap_pk, used_op=used_op, cap_op=cap_op,
+                    event_hits=draws.event_hit.sum(axis=1), disruption_hits=draws.disruption_hit.sum(axis=1))
+
+
+def _records(pack: PlanningPack, plan: PlanInputs, *, demand_tot, demand_win, served_tot, served_win,
+             lost_tot, backlog_end, worst, cost_flex, cost_pen, cost_back, cost_hold, used_pk, cap_pk,
+             used_op, cap_op, event_hits, disruption_hits, out: np.ndarray | None = None) -> np.ndarray:
+    """Per-path accumulators -> metric records (shared by the numpy and numba engines).
+
+    ``out``, if given, is the record array to fill (every field is written).
+    """
+    n = len(demand_tot)
     cost_base = float((np.asarray(pack.capacity_cost) * pack.base_capacity).sum())
-    out = np.zeros(n, dtype=metric_dtype(pack))
+    out = np.zeros(n, dtype=metric_dtype(pack)) if out is None else out
     out["demand"] = demand_tot
     out["demand_window"] = demand_win
     out["served"] = served_tot
@@ -430,55 +449,236 @@ def run_recurrence(pack: PlanningPack, plan: PlanInputs, draws: Draws) -> np.nda
     out["cost_backlog"] = cost_back
     out["cost_holding"] = cost_hold
     out["cost"] = cost_base + plan.fixed_cost + cost_flex + cost_pen + cost_back + cost_hold
-    out["event_hits"] = draws.event_hit.sum(axis=1)
-    out["disruption_hits"] = draws.disruption_hit.sum(axis=1)
+    out["event_hits"] = event_hits
+    out["disruption_hits"] = disruption_hits
     return out
 
 
-# --------------------------------------------------------------------------------------
-# Driver
-# --------------------------------------------------------------------------------------
+def _kernel_records(pack: PlanningPack, plan: PlanInputs, acc: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+    """Metric records from the numba kernel's accumulators ``acc[column, path]`` (``kernel.ACC_COLUMNS``)."""
+    R = pack.R
+    u = acc[14:]
+    cost_pen = acc[8] + acc[11]
+    return _records(pack, plan, demand_tot=acc[0], demand_win=acc[1], served_tot=acc[2],
+                    served_win=acc[3], lost_tot=acc[4], backlog_end=acc[5], worst=acc[6],
+                    cost_flex=acc[7], cost_pen=cost_pen, cost_back=acc[9],
+                    cost_hold=acc[10], used_pk=u[:R].T, cap_pk=u[R:2 * R].T, used_op=u[2 * R:3 * R].T,
+                    cap_op=u[3 * R:].T, event_hits=acc[12], disruption_hits=acc[13], out=out)
+
+
+#: Tail metrics of the aggregates-only mode: (field, +1 if high is bad, -1 if low is bad).
+TAIL_METRICS = (("cost", 1.0), ("lost", 1.0), ("fill_rate", -1.0))
+
+
+@dataclass(frozen=True)
+class SimSummary:
+    """Aggregates of one simulation, computed in one streaming pass (``keep_paths=False``).
+
+    Means, standard deviations, minima and maxima are over all paths for every metric
+    field. For the tail metrics (:data:`TAIL_METRICS`) ``var[i, j]`` and ``cvar[i, j]`` are
+    the Rockafellar-Uryasev VaR and CVaR at ``levels[j]`` of the *loss* (``cost``, ``lost``,
+    and ``-fill_rate`` reported back as a fill rate: the fill quantile at ``1 - level``
+    and the mean fill of the worst ``1 - level`` share), exact as on the full sample
+    (:func:`peakplan.score.var`/:func:`peakplan.score.cvar`), because only the worst
+    ``ceil(n (1 - min(levels))) + 1`` values of each can matter and exactly those are kept.
+    """
+
+    n_paths: int
+    """Number of paths."""
+    fields: tuple[str, ...]
+    """Metric fields, in :func:`metric_dtype` order."""
+    mean: np.ndarray
+    """``[fields]`` mean over paths (NaN-skipping for utilisation)."""
+    std: np.ndarray
+    """``[fields]`` standard deviation over paths (``ddof=0``)."""
+    min: np.ndarray
+    """``[fields]`` minimum."""
+    max: np.ndarray
+    """``[fields]`` maximum."""
+    tail_fields: tuple[str, ...]
+    """Fields with exact tail figures (rows of ``var``/``cvar``)."""
+    levels: tuple[float, ...]
+    """Confidence levels (columns of ``var``/``cvar``)."""
+    var: np.ndarray
+    """``[tail_fields, levels]`` value-at-risk."""
+    cvar: np.ndarray
+    """``[tail_fields, levels]`` conditional value-at-risk."""
+    p_breach: float
+    """Share of paths whose fill rate is below the pack's service target."""
+
+    def stat(self, field: str, what: str = "mean") -> float:
+        """One aggregate: ``what`` in mean, std, min, max."""
+        return float(getattr(self, what)[self.fields.index(field)])
+
+    def risk(self, field: str, level: float, what: str = "cvar") -> float:
+        """VaR or CVaR of a tail field at ``level`` (one of :attr:`levels`)."""
+        return float(getattr(self, what)[self.tail_fields.index(field), self.levels.index(level)])
+
+
+class _Streaming:
+    """Streaming aggregates over chunks of metric records (memory flat in the path count)."""
+
+    def __init__(self, dtype: np.dtype, n_total: int, levels: tuple[float, ...], target: float):
+        self.fields = dtype.names
+        self.n_total = n_total
+        self.levels = tuple(float(a) for a in levels)
+        self.target = target
+        k = len(self.fields)
+        self.n = 0
+        self.cnt = np.zeros(k)
+        self.sum = np.zeros(k)
+        self.sumsq = np.zeros(k)
+        self.lo = np.full(k, np.inf)
+        self.hi = np.full(k, -np.inf)
+        self.breach = 0
+        # worst values to keep: those at or above VaR at the lowest level; one preallocated
+        # buffer per tail metric (no per-chunk reallocation), compacted to the top `keep`
+        # with an in-place partition when full
+        self.keep = n_total - max(int(np.ceil(min(self.levels) * n_total - 1e-12)) - 1, 0)
+        cap = self.keep + max(self.keep // 4, 16_384)
+        self.buf = [np.empty(cap) for _ in TAIL_METRICS]
+        self.size = [0 for _ in TAIL_METRICS]
+        self.thr = [-np.inf for _ in TAIL_METRICS]
+
+    def add(self, rec: np.ndarray) -> None:
+        self.n += len(rec)
+        for j, f in enumerate(self.fields):
+            x = rec[f] if rec.dtype[f].kind == "f" else rec[f].astype(float)
+            s = float(x.sum())
+            if np.isfinite(s):
+                cnt, sq, lo, hi = len(x), float(np.square(x).sum()), x.min(), x.max()
+            else:  # NaN (utilisation without capacity) or inf: skip them
+                xs = x[np.isfinite(x)]
+                if not xs.size:
+                    continue
+                cnt, s, sq, lo, hi = len(xs), float(xs.sum()), float(np.square(xs).sum()), xs.min(), xs.max()
+            self.cnt[j] += cnt
+            self.sum[j] += s
+            self.sumsq[j] += sq
+            self.lo[j] = min(self.lo[j], lo)
+            self.hi[j] = max(self.hi[j], hi)
+        self.breach += int(np.count_nonzero(rec["fill_rate"] < self.target - 1e-12))
+        for i, (f, sign) in enumerate(TAIL_METRICS):
+            loss = sign * rec[f]
+            self._push(i, loss[loss > self.thr[i]] if self.thr[i] > -np.inf else loss)
+
+    def _push(self, i: int, cand: np.ndarray) -> None:
+        buf, size = self.buf[i], self.size[i]
+        if size + len(cand) > len(buf):
+            size = self._compact(i)
+        if size + len(cand) > len(buf):  # a chunk larger than the slack: merge directly
+            merged = np.concatenate([buf[:size], cand])
+            top = np.partition(merged, len(merged) - self.keep)[len(merged) - self.keep:]
+            buf[:self.keep] = top
+            self.size[i] = self.keep
+            self.thr[i] = float(top.min())
+            return
+        buf[size:size + len(cand)] = cand
+        self.size[i] = size + len(cand)
+
+    def _compact(self, i: int) -> int:
+        """Keep the top ``keep`` values at the front of the buffer; returns the new size."""
+        buf, size = self.buf[i], self.size[i]
+        if size > self.keep:
+            part = buf[:size]
+            part.partition(size - self.keep)
+            buf[:self.keep] = part[size - self.keep:].copy()
+            self.size[i] = self.keep
+            self.thr[i] = float(buf[:self.keep].min())
+        return self.size[i]
+
+    def _tail(self, i: int) -> np.ndarray:
+        self._compact(i)
+        return self.buf[i][:self.size[i]]
+
+    def result(self) -> SimSummary:
+        n = self.n
+        with np.errstate(divide="ignore", invalid="ignore"):
+            mean = self.sum / self.cnt
+            std = np.sqrt(np.maximum(self.sumsq / self.cnt - mean * mean, 0.0))
+        var = np.empty((len(TAIL_METRICS), len(self.levels)))
+        cvar = np.empty_like(var)
+        for i, (_, sign) in enumerate(TAIL_METRICS):
+            top = np.sort(self._tail(i))  # ascending; the last `keep` of all n
+            for j, a in enumerate(self.levels):
+                k = max(int(np.ceil(a * n - 1e-12)) - 1, 0)  # index of VaR among all n, ascending
+                t = top[k - (n - len(top))]
+                excess = np.maximum(top - t, 0.0).sum() / n
+                var[i, j] = sign * t
+                cvar[i, j] = sign * (t + excess / (1.0 - a))
+        return SimSummary(n_paths=n, fields=tuple(self.fields), mean=mean, std=std, min=self.lo,
+                          max=self.hi, tail_fields=tuple(f for f, _ in TAIL_METRICS), levels=self.levels,
+                          var=var, cvar=cvar, p_breach=self.breach / n)
+
+
+def summarize(pack: PlanningPack, metrics: np.ndarray, levels: tuple[float, ...] = (0.95, 0.99)) -> SimSummary:
+    """The :class:`SimSummary` of full per-path ``metrics`` (what ``keep_paths=False`` streams)."""
+    agg = _Streaming(metrics.dtype, len(metrics), levels, pack.service_target)
+    agg.add(metrics)
+    return agg.result()
+
+
 @dataclass(frozen=True)
 class SimResult:
     """Per-path metrics of one simulation."""
 
     metrics: np.ndarray
-    """Structured array, one record per path (see :func:`metric_dtype`)."""
+    """Structured array, one record per path (see :func:`metric_dtype`); empty when the
+    run kept aggregates only (``keep_paths=False``)."""
     seed: int
     """Root seed entropy the paths were drawn from."""
     n_paths: int
     """Number of paths."""
     chunk_size: int
     """Paths per chunk used (does not change the numbers)."""
+    summary: SimSummary | None = None
+    """Streaming aggregates (``keep_paths=False`` only)."""
+    engine: str = "numpy"
+    """Engine that produced the numbers (``numpy`` reference or ``numba`` kernel)."""
 
     def to_frame(self):
         """The per-path metrics as a pandas DataFrame (one row per path)."""
         import pandas as pd
 
         df = pd.DataFrame(self.metrics)
-        df.insert(0, "path", np.arange(self.n_paths))
+        df.insert(0, "path", np.arange(len(self.metrics)))
         return df
 
 
 def simulate_blocks(pack: PlanningPack, plan: PlanInputs, seed: SeedLike, start: int,
                     stop: int, n_paths: int) -> np.ndarray:
-    """Simulate blocks ``start..stop-1`` of an ``n_paths`` run (one chunk)."""
+    """Simulate blocks ``start..stop-1`` of an ``n_paths`` run (one chunk, numpy reference)."""
     sizes = _blocks(n_paths)[start:stop]
     gens = block_generators(seed, start, stop)
     draws = _concat([block_draws(pack, g, b) for g, b in zip(gens, sizes, strict=True)])
     return run_recurrence(pack, plan, draws)
 
 
+#: Engines of :func:`simulate`: the fused numba kernel (default) and the numpy reference.
+ENGINES = ("numba", "numpy")
+
+
 def simulate(pack: PlanningPack, plan: PlanInputs | None = None, n_paths: int | None = None,
-             seed: SeedLike = None, chunk_size: int | None = None, progress=None) -> SimResult:
+             seed: SeedLike = None, chunk_size: int | None = None, progress=None, *,
+             engine: str = "numba", threads: int | None = None, keep_paths: bool = True,
+             levels: tuple[float, ...] = (0.95, 0.99)) -> SimResult:
     """Simulate ``n_paths`` paths of ``pack`` under ``plan`` (``None`` = do-nothing baseline).
 
     ``chunk_size`` bounds memory (rounded up to whole blocks of 1,000 paths) and never
     changes the numbers. ``progress``, if given, is called with the number of paths done.
+
+    ``engine``: ``"numba"`` (fused compiled kernel, :mod:`peakplan.simulate.kernel`) or
+    ``"numpy"`` (the reference). Both draw the same numbers; their metrics agree to
+    floating-point rounding. ``threads`` (numba only; default ``PEAKPLAN_THREADS`` or the
+    usable cores) never changes the numbers. ``keep_paths=False`` keeps no per-path rows:
+    ``metrics`` is empty and ``summary`` holds the streaming aggregates, with exact VaR and
+    CVaR at ``levels``; memory then stays flat in ``n_paths``.
     """
     n = int(pack.n_paths if n_paths is None else n_paths)
     if n <= 0:
         raise ValueError(f"n_paths must be positive, got {n}")
+    if engine not in ENGINES:
+        raise ValueError(f"engine must be one of {ENGINES}, got {engine!r}")
     seed = pack.seed if seed is None else seed
     ss = seed_sequence(seed)
     plan = plan if plan is not None else plan_inputs(pack)
@@ -486,14 +686,74 @@ def simulate(pack: PlanningPack, plan: PlanInputs | None = None, n_paths: int | 
     if chunk <= 0:
         raise ValueError(f"chunk_size must be positive, got {chunk}")
     per = max(1, -(-chunk // BLOCK_PATHS))
-    nblocks = len(_blocks(n))
-    out = np.empty(n, dtype=metric_dtype(pack))
+    sizes = _blocks(n)
+    nblocks = len(sizes)
+    dtype = metric_dtype(pack)
+    out = np.empty(n if keep_paths else 0, dtype=dtype)
+    agg = None if keep_paths else _Streaming(dtype, n, levels, pack.service_target)
+    chunks = [(b0, min(nblocks, b0 + per)) for b0 in range(0, nblocks, per)]
     done = 0
-    for b0 in range(0, nblocks, per):
-        b1 = min(nblocks, b0 + per)
-        rec = simulate_blocks(pack, plan, ss, b0, b1, n)
-        out[done:done + len(rec)] = rec
-        done += len(rec)
+
+    scratch = np.empty(0, dtype=dtype)
+
+    def emit(make, m: int) -> None:
+        """Records of the next ``m`` paths: ``make(dst)`` fills ``dst`` and returns it."""
+        nonlocal done, scratch
+        if agg is None:
+            make(out[done:done + m])
+        else:
+            if len(scratch) < m:
+                scratch = np.empty(m, dtype=dtype)  # reused chunk after chunk
+            agg.add(make(scratch[:m]))
+        done += m
         if progress is not None:
             progress(done)
-    return SimResult(metrics=out, seed=root_entropy(ss), n_paths=n, chunk_size=per * BLOCK_PATHS)
+
+    if engine == "numpy":
+        for b0, b1 in chunks:
+            rec = simulate_blocks(pack, plan, ss, b0, b1, n)
+            emit(lambda dst, rec=rec: _copy_into(rec, dst), len(rec))
+    else:
+        _simulate_numba(pack, plan, ss, sizes, chunks, threads, emit)
+    return SimResult(metrics=out, seed=root_entropy(ss), n_paths=n, chunk_size=per * BLOCK_PATHS,
+                     summary=None if agg is None else agg.result(), engine=engine)
+
+
+def _copy_into(rec: np.ndarray, dst: np.ndarray) -> np.ndarray:
+    dst[...] = rec
+    return dst
+
+
+def _simulate_numba(pack: PlanningPack, plan: PlanInputs, ss: np.random.SeedSequence, sizes: list[int],
+                    chunks: list[tuple[int, int]], threads: int | None, emit) -> None:
+    """Run ``chunks`` through the numba kernel; turn chunk ``k`` into records while ``k+1`` runs."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from peakplan.simulate import kernel
+
+    kp = kernel.kernel_params(pack, plan, _static(pack, plan))
+    nthreads = kernel.default_threads() if threads is None else max(1, int(threads))
+    rows = max(sum(sizes[b0:b1]) for b0, b1 in chunks)
+    bufs = [np.empty((kp.n_columns, rows)) for _ in range(2 if nthreads > 1 else 1)]
+    if nthreads == 1:
+        for b0, b1 in chunks:
+            m = sum(sizes[b0:b1])
+            kernel.run_blocks(kp, block_generators(ss, b0, b1), sizes[b0:b1], bufs[0][:, :m])
+            emit(lambda dst, m=m: _kernel_records(pack, plan, bufs[0][:, :m], dst), m)
+        return
+    with ThreadPoolExecutor(nthreads) as pool:
+        pending = None  # (futures, accumulators) of the chunk in flight
+        for k, (b0, b1) in enumerate(chunks):
+            m = sum(sizes[b0:b1])
+            acc = bufs[k % 2][:, :m]
+            futs = kernel.submit_blocks(pool, nthreads, kp, block_generators(ss, b0, b1), sizes[b0:b1], acc)
+            if pending is not None:
+                _finish(pack, plan, *pending, emit)
+            pending = (futs, acc)
+        _finish(pack, plan, *pending, emit)
+
+
+def _finish(pack: PlanningPack, plan: PlanInputs, futures, acc: np.ndarray, emit) -> None:
+    for fu in futures:
+        fu.result()
+    emit(lambda dst: _kernel_records(pack, plan, acc, dst), acc.shape[1])
