@@ -259,3 +259,79 @@ def load_tables(scn: Scenario) -> dict[str, pd.DataFrame]:
 def with_base_dir(scn: Scenario, base_dir: str | Path) -> Scenario:
     """A copy of ``scn`` whose table paths resolve against ``base_dir``."""
     return replace(scn, base_dir=str(base_dir))
+
+
+# ------------------------------------------------------------------------------------
+# Raw reads for tools that rewrite inputs before they are validated (peakplan.batch:
+# sweep specs, scenario overrides, table-cell overrides)
+# ------------------------------------------------------------------------------------
+def read_yaml(path: str | Path, what: str) -> object:
+    """Safe-load a YAML file as plain data, not validated (``None`` for an empty file).
+
+    ``what`` names the file in messages (``"scenario"``, ``"sweep spec"``); the messages are
+    :func:`load_scenario`'s: a missing file, a folder, text that is not UTF-8, and a YAML
+    syntax error with its line and column.
+    """
+    p = Path(path)
+    if not p.exists():
+        raise InputError(f"{p}: {what} file not found")
+    if p.is_dir():
+        raise InputError(f"{p}: is a folder; expected a {what} YAML file")
+    try:
+        text = p.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise InputError(f"{p}: not UTF-8 text (byte {exc.start}); save the {what} as UTF-8") from None
+    except OSError as exc:
+        raise InputError(f"{p}: cannot read the {what} file: {exc.strerror or exc}") from None
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        raise InputError(f"{p}:{where}: YAML syntax error: {problem}") from None
+
+
+def load_sweep_yaml(path: str | Path) -> dict:
+    """Read a sweep spec file (YAML: a mapping with a ``base:`` key) as plain data.
+
+    Only the file is checked here (readable, YAML, a mapping); the spec itself is validated
+    by :func:`peakplan.batch.load_sweep`.
+    """
+    p = Path(path)
+    data = read_yaml(p, "sweep spec")
+    if not isinstance(data, dict):
+        found = "an empty file" if data is None else f"a {type(data).__name__}"
+        raise InputError(f"{p}: a sweep spec is a mapping with a 'base:' key (the scenario to vary) and a grid "
+                         f"and/or cases; found {found}")
+    return data
+
+
+def read_raw_table(source: str | Path | bytes, suffix: str | None = None) -> pd.DataFrame:
+    """A CSV/Parquet table as stored, not validated: CSV cells as text (blanks as ``''``,
+    nothing converted), Parquet with its own types; column names stripped.
+
+    ``source`` is a table file, or the bytes of one held in memory, then with its ``suffix``
+    (``.csv``, ``.parquet``, ``.pq``). For tools that rewrite a table and write it back (the
+    batch runner's table-cell overrides); :func:`read_table` reads a table to use it.
+    """
+    if not isinstance(source, bytes):
+        p = Path(source)
+        if not p.is_file():
+            raise InputError(f"{p}: table not found")
+        return _raw(p)
+    import io
+
+    kind = (suffix or "").lower()
+    if kind not in TABLE_SUFFIXES:
+        raise InputError(f"table bytes: unsupported table format '{kind}'; expected .csv or .parquet")
+    try:
+        if kind == ".csv":
+            df = pd.read_csv(io.BytesIO(source), dtype=str, keep_default_na=False, skipinitialspace=True)
+        else:
+            df = pd.read_parquet(io.BytesIO(source))
+    except Exception as exc:
+        raise InputError(f"table bytes ({kind}): cannot read the table: {type(exc).__name__}: "
+                         f"{str(exc).splitlines()[0]}") from None
+    df.columns = [str(c).strip() for c in df.columns]
+    return df
