@@ -89,7 +89,9 @@ def cmd_run(args) -> int:
     cb, stop = _progress_factory(args.quiet)
     try:
         res = pipeline.run(args.scenario, args.out, paths=args.paths, seed=args.seed,
-                           chunk_size=args.chunk_size, force=args.force, progress=cb)
+                           chunk_size=args.chunk_size, force=args.force, progress=cb,
+                           optimize=not args.no_optimize, opt_samples=args.opt_samples,
+                           quality=not args.no_quality, des=not args.no_des)
     finally:
         stop()
     if res.pack.high_flags:
@@ -174,6 +176,10 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--chunk-size", type=int, default=None)
     s.add_argument("--force", action="store_true", help="replace an existing run directory")
     s.add_argument("--quiet", action="store_true", help="no progress output")
+    s.add_argument("--opt-samples", type=int, default=None, help="paths in the optimizer's SAA sample")
+    s.add_argument("--no-optimize", action="store_true", help="baseline only: no Plan A/B/C")
+    s.add_argument("--no-quality", action="store_true", help="skip the SAA-gap and VSS statistics")
+    s.add_argument("--no-des", action="store_true", help="skip the discrete-event peak model")
     s.set_defaults(func=cmd_run)
 
     s = sub.add_parser("compare", help="compare the plans of runs already written")
@@ -202,7 +208,7 @@ def _extend(sub) -> None:
 
 
 def _positive(args) -> None:
-    for name in ("paths", "chunk_size"):
+    for name in ("paths", "chunk_size", "opt_samples"):
         v = getattr(args, name, None)
         if v is not None and v <= 0:
             raise InputError(f"--{name.replace('_', '-')} must be a positive integer, got {v}")

@@ -79,7 +79,8 @@ def summary_table(cards: list[Scorecard]) -> pd.DataFrame:
 
 def run(scenario: str | Path, out: str | Path | None = None, *, paths: int | None = None,
         seed: int | None = None, chunk_size: int | None = None, force: bool = False,
-        optimize: bool = True, des: bool = True, workers: int = 1,
+        optimize: bool = True, opt_samples: int | None = None, quality: bool = True, des: bool = True,
+        workers: int = 1,
         progress: Callable[[int, int], None] | None = None) -> RunResult:
     """Run the pipeline on a scenario file and write the run directory ``out`` atomically.
 
@@ -113,9 +114,9 @@ def run(scenario: str | Path, out: str | Path | None = None, *, paths: int | Non
     if optimizer is not None and pack.variants and pack.levers:
         t2 = time.perf_counter()
         opt_seed = np.random.SeedSequence(root_entropy(s), spawn_key=(1,))
-        try:
-            extras["plans"] = optimizer(pack, seed=opt_seed)
-        except InfeasibleError as exc:
+        failed: list[InfeasibleError] = []
+        extras["plans"] = optimizer(pack, seed=opt_seed, infeasible=failed, n_samples=opt_samples, quality=quality)
+        for exc in failed:
             manifest["status"] = "infeasible"
             extras["escalations"].append({"kind": "infeasible", "message": str(exc), "diagnosis": exc.diagnosis})
             extras["exit_code"] = 3
@@ -123,7 +124,8 @@ def run(scenario: str | Path, out: str | Path | None = None, *, paths: int | Non
         manifest["solver"] = {name: {"status": str(getattr(p, "status", "")), "seconds": getattr(p, "solve_seconds", None)}
                               for name, p in extras["plans"].items()}
     t3 = time.perf_counter()
-    n_score = max(n, 10 * int(pack.extra.get("opt_samples", 0) or 0)) if extras["plans"] else n
+    n_opt = int(opt_samples or pack.extra.get("opt_samples", 0) or 0)
+    n_score = max(n, 10 * n_opt) if extras["plans"] else n
     table, details = compare(pack, extras["plans"], n_paths=n_score, seed=s, chunk_size=chunk,
                              des=des, workers=workers, details=True)
     timings["score_s"] = time.perf_counter() - t3

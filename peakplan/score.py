@@ -139,6 +139,7 @@ class Scorecard:
         """A flat dict for a comparison table."""
         return {
             "plan": self.plan,
+            "n_paths": self.n_paths,
             "cost_mean": self.cost_mean,
             "cost_ci_lo": self.cost_ci[0],
             "cost_ci_hi": self.cost_ci[1],

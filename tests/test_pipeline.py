@@ -49,9 +49,11 @@ def test_cli_pack_writes_folder(tmp_path, capsys):
 
 
 def test_run_writes_complete_directory(tmp_path):
-    res = pipeline.run(SCN, tmp_path / "run", paths=3000, seed=5)
+    res = pipeline.run(SCN, tmp_path / "run", paths=3000, seed=5, opt_samples=15, quality=False)
     d = res.run_dir
-    for name in ("manifest.json", "summary.json", "report.md", "paths.parquet", "pack/pack.json"):
+    for name in ("manifest.json", "summary.json", "report.md", "paths.parquet", "pack/pack.json", "comparison.parquet",
+                 "comparison.csv", "plans/A.json", "plans/actions.parquet", "plans/scale_down.parquet",
+                 "plans/tripwires.parquet", "escalations.json", "des_days.parquet", "charts/queue_A.png"):
         assert (d / name).exists(), name
     man = json.loads((d / "manifest.json").read_text())
     assert man["status"] == "ok" and man["seed"] == 5 and man["n_paths"] == 3000
@@ -60,14 +62,19 @@ def test_run_writes_complete_directory(tmp_path):
     paths = pd.read_parquet(d / "paths.parquet")
     assert len(paths) == 3000
     assert_conservation(paths.to_records(index=False))
+    comp = pd.read_parquet(d / "comparison.parquet")
+    assert comp["recommended"].sum() == 1
+    assert comp["n_paths"].min() >= 10 * 15  # out of sample on >= 10x the SAA sample
+    assert {"des_sla_mean", "des_wait_p95_h", "stress: uplift +30%", "dominance"} <= set(comp.columns)
     md = (d / "report.md").read_text()
+    assert "Recommended: Plan" in md and "Action schedule" in md and "Time to serve" in md
     assert "HIGH-SEVERITY FLAG" in md and "event_in_freeze" in md
     assert not list(tmp_path.glob(".run*"))  # no partial folders left
 
 
 def test_same_seed_gives_byte_identical_paths(tmp_path):
-    a = pipeline.run(SCN, tmp_path / "a", paths=2000, seed=9, chunk_size=1000)
-    b = pipeline.run(SCN, tmp_path / "b", paths=2000, seed=9, chunk_size=50_000)
+    a = pipeline.run(SCN, tmp_path / "a", paths=2000, seed=9, chunk_size=1000, optimize=False, des=False)
+    b = pipeline.run(SCN, tmp_path / "b", paths=2000, seed=9, chunk_size=50_000, optimize=False, des=False)
     assert (a.run_dir / "paths.parquet").read_bytes() == (b.run_dir / "paths.parquet").read_bytes()
 
 
@@ -77,7 +84,7 @@ def test_failed_run_leaves_nothing(tmp_path, monkeypatch):
 
     monkeypatch.setattr(report, "write_parquet", boom)
     with pytest.raises(RuntimeError, match="disk full"):
-        pipeline.run(SCN, tmp_path / "run", paths=1000, seed=1)
+        pipeline.run(SCN, tmp_path / "run", paths=1000, seed=1, optimize=False, des=False)
     assert not (tmp_path / "run").exists()
     assert not list(tmp_path.iterdir())
 
@@ -113,11 +120,11 @@ def test_docs_scenario_md_is_generated_from_schema():
 def test_compare_command_reads_written_runs(tmp_path, capsys):
     for name, seed in (("r1", 1), ("r2", 2)):
         assert main(["run", str(SCN), "--out", str(tmp_path / name), "--paths", "1000", "--seed", str(seed),
-                     "--quiet"]) == 0
+                     "--quiet", "--opt-samples", "10", "--no-quality", "--no-des"]) == 0
     capsys.readouterr()
     assert main(["compare", str(tmp_path / "r1"), str(tmp_path / "r2"), "--out", str(tmp_path / "c.csv")]) == 0
     table = pd.read_csv(tmp_path / "c.csv")
     assert set(table["run"]) == {"r1", "r2"}
-    assert "baseline" in set(table["plan"])
+    assert {"baseline", "A", "B", "C"} <= set(table["plan"])
     assert main(["compare", str(tmp_path / "nope")]) == 2
     assert "not a run directory" in capsys.readouterr().err

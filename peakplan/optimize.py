@@ -1,0 +1,606 @@
+"""Plan A/B/C: a two-stage stochastic LP by sample average approximation (pulp + HiGHS).
+
+First stage (decided now, the same on every path): the level ``y[l, t]`` of every lever in
+every period (reserve and release levels, flex caps) and planned pre-build ``pb[t, g]``.
+Second stage (per sampled path ``s``): flex used, units served by age, backlog and lost.
+The model is built from small ``define_*`` blocks in order; variable names carry the
+entity and the attribute (``y__temp_pickers_east__7``) so results map back to inputs.
+
+The second stage is the period recurrence of :mod:`peakplan.simulate.mc` written as an LP:
+each period serves units of every age up to ``max_delay`` (``x[s, t, g, a]``), units of age
+``max_delay`` not served are lost, and capacity per resource is
+``factor[s, t, r] * (base - released + reserved) + flex used``. The LP may allocate shared
+capacity optimally where the Monte Carlo applies its stated rule (priority, then pro rata,
+FIFO): the out-of-sample Monte Carlo therefore scores every plan under the causal rules and
+an in-sample/out-of-sample gap exposes any anticipation.
+
+Service targets are linear: expected fill rate (``expected``), a CVaR surrogate of the
+chance constraint "fill >= target on ``level`` of the paths" (``quantile``), and the
+Rockafellar-Uryasev CVaR bound on lost units in excess of the allowed share (``cvar``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import enum
+import os
+import sys
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+import pulp
+
+from peakplan.errors import InfeasibleError, InputError, SolverError
+from peakplan.pack import PlanningPack, Variant
+from peakplan.rng import SeedLike, seed_sequence
+from peakplan.simulate import mc
+
+__all__ = ["SolveResult", "SolveStatus", "build_model", "optimize", "solve", "solve_variant"]
+
+
+class SolveStatus(enum.Enum):
+    """Outcome of one LP/MIP solve."""
+
+    OPTIMAL = "optimal"
+    TIME_LIMIT = "time_limit"
+    INFEASIBLE = "infeasible"
+    UNBOUNDED = "unbounded"
+    ERROR = "error"
+
+    def __str__(self) -> str:
+        return self.value
+
+
+@dataclass(frozen=True)
+class SolveResult:
+    """A solve: status, objective and the first-stage decisions read back."""
+
+    status: SolveStatus
+    """Solver outcome."""
+    objective: float
+    """Expected total cost of the sample (currency); NaN unless a solution exists."""
+    levels: np.ndarray
+    """``[L, T]`` lever levels."""
+    prebuild: np.ndarray
+    """``[T, G]`` planned pre-build."""
+    seconds: float
+    """Wall time of the solve."""
+    solver: str
+    """Solver name."""
+    gap: float = 0.0
+    """Relative gap between the solution and the LP relaxation of fixed order costs (a
+    bound on the suboptimality from relax-and-fix; 0 without fixed costs)."""
+
+
+@dataclass
+class Model:
+    """A built pulp problem with handles on its variables."""
+
+    prob: pulp.LpProblem
+    y: dict
+    pb: dict
+    n_vars: int = 0
+    extra: dict = field(default_factory=dict)
+
+
+# --------------------------------------------------------------------------------------
+# blocks
+# --------------------------------------------------------------------------------------
+def _vname(*parts) -> str:
+    return "__".join(str(p).replace(" ", "_").replace("-", "_") for p in parts)
+
+
+def define_first_stage(m: Model, pack: PlanningPack, budget: float | None) -> None:
+    """Lever levels ``y[l, t]`` with committed lower bounds, quotas, forbidden levers."""
+    committed = pack.arr("committed")
+    for i, lv in enumerate(pack.levers):
+        for t in range(pack.T):
+            lo = float(committed[i, t])
+            hi = None if not np.isfinite(lv.quota) else max(lo, float(lv.quota))
+            if lv.name in pack.forbidden:
+                hi = lo
+            m.y[i, t] = m.prob.add_variable(_vname("y", lv.name, t), lowBound=lo, upBound=hi)
+    storable = pack.arr("storable").astype(bool)
+    for g in np.flatnonzero(storable):
+        for t in range(pack.T):
+            m.pb[t, g] = m.prob.add_variable(_vname("prebuild", pack.segments[g], t), lowBound=0,
+                                         upBound=float(pack.arr("storage_cap")[g]))
+
+
+def define_lever_rules(m: Model, pack: PlanningPack) -> dict:
+    """Lead time, notice, freeze, ramp, minimum term, fixed order costs and tiered costs.
+
+    Returns the deterministic lever cost expression pieces ``{"rent", "orders", "saving"}``.
+    """
+    prob, y = m.prob, m.y
+    committed = pack.arr("committed")
+    freeze = pack.arr("freeze").astype(bool)
+    rent, orders, saving = [], [], []
+    for i, lv in enumerate(pack.levers):
+        inc = {}
+        for t in range(pack.T):
+            prev = y[i, t - 1] if t > 0 else 0.0
+            inc[t] = m.prob.add_variable(_vname("inc", lv.name, t), lowBound=0)
+            prob += inc[t] >= y[i, t] - prev, _vname("inc_def", lv.name, t)
+            fixed_until = lv.notice if lv.kind == "release" else lv.lead_time
+            if t < fixed_until:  # too late to change: orders take effect after the lead time
+                prob += y[i, t] == float(committed[i, t]), _vname("lead", lv.name, t)
+            elif lv.kind == "reserve" and t < lv.notice and t > 0:  # decreases need notice
+                prob += y[i, t] >= prev, _vname("notice", lv.name, t)
+            if t > 0 and freeze[t]:
+                prob += y[i, t] == prev, _vname("freeze", lv.name, t)
+            if t > 0 and np.isfinite(lv.ramp):
+                prob += y[i, t] - prev <= lv.ramp, _vname("ramp_up", lv.name, t)
+                prob += prev - y[i, t] <= lv.ramp, _vname("ramp_dn", lv.name, t)
+        if lv.kind == "reserve" and lv.min_term > 1:
+            for t in range(pack.T):
+                window = [inc[k] for k in range(max(0, t - lv.min_term + 1), t + 1)]
+                prob += y[i, t] >= pulp.lpSum(window), _vname("min_term", lv.name, t)
+        if lv.fixed_cost > 0:
+            big = float(lv.quota) if np.isfinite(lv.quota) else float(pack.base_capacity.max() * 10 + 1e4)
+            for t in range(pack.T):
+                # order indicator: relaxed to [0, 1] first, then fixed to 0/1 (see solve)
+                z = m.prob.add_variable(_vname("order", lv.name, t), lowBound=0, upBound=1)
+                prob += inc[t] <= big * z, _vname("order_link", lv.name, t)
+                orders.append(lv.fixed_cost * z)
+                m.extra.setdefault("orders", []).append((z, inc[t]))
+        if lv.kind == "reserve":
+            for t in range(pack.T):
+                rent.append(_tiered(m, lv, y[i, t], t))
+        elif lv.kind == "release":
+            saving += [lv.unit_cost * y[i, t] for t in range(pack.T)]
+    return {"rent": pulp.lpSum(rent), "orders": pulp.lpSum(orders), "saving": pulp.lpSum(saving)}
+
+
+def _tiered(m: Model, lv, level, t):
+    if not lv.tiers:
+        return lv.unit_cost * level
+    pieces, lo = [], 0.0
+    for k, (upto, price) in enumerate(lv.tiers):
+        last = k == len(lv.tiers) - 1
+        seg = m.prob.add_variable(_vname("tier", lv.name, t, k), lowBound=0, upBound=None if last else upto - lo)
+        pieces.append((seg, price))
+        lo = upto
+    m.prob += pulp.lpSum(s for s, _ in pieces) == level, _vname("tier_sum", lv.name, t)
+    return pulp.lpSum(price * s for s, price in pieces)
+
+
+def define_second_stage(m: Model, pack: PlanningPack, draws: mc.Draws) -> dict:
+    """Per-path recourse: served by age, flex used, backlog, lost, stock; returns per-path costs."""
+    prob, y = m.prob, m.y
+    S, T, G = draws.demand.shape
+    R, K = pack.R, int(pack.max_delay)
+    A = np.asarray(pack.load, float)
+    base = np.asarray(pack.base_capacity, float)
+    window = pack.arr("service_window").astype(bool)
+    pen, bc = np.asarray(pack.penalty, float), pack.arr("backlog_cost")
+    hold, stock0 = pack.arr("holding_cost"), pack.arr("initial_stock")
+    storable = pack.arr("storable").astype(bool)
+    flex = [i for i, lv in enumerate(pack.levers) if lv.kind == "flex"]
+    reserve = [i for i, lv in enumerate(pack.levers) if lv.kind == "reserve"]
+    release = [i for i, lv in enumerate(pack.levers) if lv.kind == "release"]
+    path_cost, served_win, lost_win, flex_spend = [], [], [], []
+    for s in range(S):
+        fx = []
+        d = draws.demand[s]
+        f = draws.capacity_factor[s]
+        cost = []
+        queue = {}  # queue[g, a]: expression of units of age a waiting at the start of t
+        stock = {g: float(stock0[g]) for g in np.flatnonzero(storable)}
+        sw, lw = [], []
+        for t in range(T):
+            for g in range(G):
+                for a in range(K, 0, -1):
+                    queue[g, a] = queue.get((g, a - 1), 0.0)
+                queue[g, 0] = float(d[t, g])
+            served_load = {r: [] for r in range(R)}
+            for g in range(G):
+                xs = []
+                for a in range(K, -1, -1):  # oldest first
+                    if isinstance(queue[g, a], float) and queue[g, a] <= 0.0:
+                        continue
+                    x = m.prob.add_variable(_vname("x", s, t, pack.segments[g], a), lowBound=0)
+                    prob += x <= queue[g, a], _vname("avail", s, t, g, a)
+                    xs.append(x)
+                    if t - a >= 0 and window[t - a]:
+                        sw.append(x)
+                    queue[g, a] = queue[g, a] - x
+                from_cap = pulp.lpSum(xs)
+                if g in stock:  # stock serves first and needs no capacity now
+                    take = m.prob.add_variable(_vname("from_stock", s, t, g), lowBound=0)
+                    cost.append(-1e-5 * take)  # serve from stock first, as the Monte Carlo does
+                    prob += take <= stock[g], _vname("stock_avail", s, t, g)
+                    prob += take <= pulp.lpSum(xs), _vname("stock_use", s, t, g)
+                    stock[g] = stock[g] - take
+                    from_cap = from_cap - take
+                for r in np.flatnonzero(A[g] > 0):
+                    served_load[r].append(A[g, r] * from_cap)
+                lost_now = queue[g, K]
+                cost.append(pen[g] * lost_now)
+                if t - K >= 0 and window[t - K]:
+                    lw.append(lost_now)
+                if K > 0:
+                    cost.append(bc[g] * pulp.lpSum(queue[g, a] for a in range(K)))
+            for g in list(stock):
+                build = m.prob.add_variable(_vname("build", s, t, g), lowBound=0)
+                prob += build <= m.pb[t, g], _vname("build_cap", s, t, g)
+                for r in np.flatnonzero(A[g] > 0):
+                    served_load[r].append(A[g, r] * build)
+                stock[g] = stock[g] + build
+                prob += stock[g] <= float(pack.arr("storage_cap")[g]), _vname("room", s, t, g)
+                cost.append(float(hold[g]) * stock[g])
+            for r in range(R):
+                cap = float(f[t, r]) * (float(base[t, r])
+                                        + pulp.lpSum(y[i, t] for i in reserve if pack.levers[i].resource == r)
+                                        - pulp.lpSum(y[i, t] for i in release if pack.levers[i].resource == r))
+                used = []
+                for i in flex:
+                    if pack.levers[i].resource == r:
+                        v = m.prob.add_variable(_vname("flex", s, t, pack.levers[i].name), lowBound=0)
+                        prob += v <= y[i, t], _vname("flex_cap", s, t, i)
+                        cost.append(pack.levers[i].unit_cost * v)
+                        fx.append(pack.levers[i].unit_cost * v)
+                        used.append(v)
+                if served_load[r]:
+                    prob += pulp.lpSum(served_load[r]) <= cap + pulp.lpSum(used), _vname("cap", s, t, r)
+        # backlog left at the horizon is charged as lost
+        for g in range(G):
+            for a in range(K):
+                cost.append(pen[g] * queue[g, a])
+        path_cost.append(pulp.lpSum(cost))
+        served_win.append(pulp.lpSum(sw))
+        lost_win.append(pulp.lpSum(lw) + pulp.lpSum(queue[g, a] for g in range(G) for a in range(K)))
+        flex_spend.append(pulp.lpSum(fx))
+    return {"path_cost": path_cost, "served_win": served_win, "lost_win": lost_win, "flex_spend": flex_spend}
+
+
+def define_objective(m: Model, pack: PlanningPack, det: dict, stage2: dict) -> pulp.LpAffineExpression:
+    """Expected total cost: base capacity + lever costs + mean over paths of the recourse."""
+    S = len(stage2["path_cost"])
+    base = float((np.asarray(pack.capacity_cost) * pack.base_capacity).sum())
+    lever = det["rent"] + det["orders"] - det["saving"]
+    expected = pulp.lpSum(stage2["path_cost"]) * (1.0 / S)
+    # a negligible price on flex caps and planned builds picks the smallest plan among ties
+    tie = 1e-6 * (pulp.lpSum(v for (i, _), v in m.y.items() if pack.levers[i].kind == "flex")
+                  + pulp.lpSum(m.pb.values()))
+    m.prob += base + lever + expected + tie
+    m.extra["lever_cost"] = lever
+    return lever
+
+
+def define_budget(m: Model, pack: PlanningPack, lever_cost, stage2: dict, budget: float | None) -> None:
+    """Lever spend (deterministic lever cost + expected flex spend) within the budget."""
+    if budget is None:
+        return
+    S = len(stage2["flex_spend"])
+    m.prob += lever_cost + pulp.lpSum(stage2["flex_spend"]) * (1.0 / S) <= budget, "budget"
+
+
+def define_service(m: Model, pack: PlanningPack, variant: Variant, stage2: dict, d_win: np.ndarray) -> None:
+    """The variant's service target as linear constraints.
+
+    - ``expected``: mean over paths of served_window / demand_window >= target;
+    - ``quantile`` and ``cvar``: CVaR at ``level`` of the excess lost share
+      ``L_s = lost_window_s - (1 - target) * demand_window_s`` is <= 0 (Rockafellar-Uryasev:
+      ``eta + sum_s u_s / ((1 - level) S) <= 0``, ``u_s >= L_s - eta``, ``u_s >= 0``). For
+      ``quantile`` this is the standard conservative convex surrogate of the chance
+      constraint P(fill >= target) >= level.
+    """
+    if variant.service == "none" or variant.target <= 0:
+        return
+    S = len(d_win)
+    ok = d_win > 0
+    if variant.service == "expected":
+        m.prob += pulp.lpSum(stage2["served_win"][s] * (1.0 / d_win[s]) for s in range(S) if ok[s]) \
+            >= variant.target * ok.sum(), "service_expected"
+        return
+    level = variant.level if variant.service == "quantile" else max(variant.level, 0.95) if variant.level < 0.95 else variant.level
+    eta = m.prob.add_variable("cvar_eta")
+    us = []
+    for s in range(S):
+        u = m.prob.add_variable(_vname("cvar_u", s), lowBound=0)
+        m.prob += u >= stage2["lost_win"][s] - (1 - variant.target) * float(d_win[s]) - eta, _vname("cvar_def", s)
+        us.append(u)
+    m.prob += eta + pulp.lpSum(us) * (1.0 / ((1 - level) * S)) <= 0, "service_cvar"
+
+
+def build_model(pack: PlanningPack, draws: mc.Draws, variant: Variant, budget: float | None = None) -> Model:
+    """The extensive-form SAA model of ``variant`` over ``draws``."""
+    m = Model(prob=pulp.LpProblem(_vname("peakplan", pack.name, variant.name), pulp.LpMinimize), y={}, pb={})
+    define_first_stage(m, pack, budget)
+    det = define_lever_rules(m, pack)
+    stage2 = define_second_stage(m, pack, draws)
+    lever = define_objective(m, pack, det, stage2)
+    define_budget(m, pack, lever, stage2, budget)
+    window = pack.arr("service_window").astype(bool)
+    d_win = draws.demand[:, window, :].sum(axis=(1, 2))
+    define_service(m, pack, variant, stage2, d_win)
+    m.extra["stage2"] = stage2
+    return m
+
+
+def _solver(name: str, time_limit: float | None):
+    if name == "highs":
+        if not pulp.HiGHS().available():
+            raise SolverError("HiGHS is not available (pip install highspy); use solver='cbc'")
+        return pulp.HiGHS(msg=False, timeLimit=time_limit, mip_rel_gap=1e-4, log_to_console=False, output_flag=False)
+    if name == "cbc":
+        return pulp.PULP_CBC_CMD(msg=False, timeLimit=time_limit, gapRel=1e-4)
+    raise InputError(f"solver must be 'highs' or 'cbc', got {name!r}")
+
+
+@contextlib.contextmanager
+def _quiet_stdout():
+    """Silence the solver's banner, which the C library writes straight to file descriptor 1."""
+    sys.stdout.flush()
+    try:
+        fd = sys.stdout.fileno()
+    except (AttributeError, OSError, ValueError):  # captured stdout (pytest, notebooks)
+        yield
+        return
+    saved = os.dup(fd)
+    with open(os.devnull, "w") as null:
+        os.dup2(null.fileno(), fd)
+        try:
+            yield
+        finally:
+            os.dup2(saved, fd)
+            os.close(saved)
+
+
+def solve(m: Model, pack: PlanningPack, solver: str = "highs", time_limit: float | None = None) -> SolveResult:
+    """Solve, then read back the first stage. Never trusts the status alone (see check)."""
+    t0 = time.perf_counter()
+    with _quiet_stdout():
+        status = m.prob.solve(_solver(solver, time_limit))
+    orders = m.extra.get("orders", [])
+    relaxed_obj = None
+    if orders and pulp.LpStatus[status] == "Optimal":
+        # relax-and-fix: an order happens where the relaxation increases the level; fixing
+        # the indicators to 0/1 and re-solving prices every order at its full fixed cost
+        relaxed_obj = float(pulp.value(m.prob.objective))
+        for z, inc in orders:
+            on = (inc.value() or 0.0) > 1e-6
+            z.lowBound = z.upBound = 1.0 if on else 0.0
+        left = None if time_limit is None else max(1.0, time_limit - (time.perf_counter() - t0))
+        with _quiet_stdout():
+            status = m.prob.solve(_solver(solver, left))
+    secs = time.perf_counter() - t0
+    label = pulp.LpStatus[status]
+    sol = m.prob.sol_status if hasattr(m.prob, "sol_status") else None
+    if label == "Infeasible":
+        st = SolveStatus.INFEASIBLE
+    elif label == "Unbounded":
+        st = SolveStatus.UNBOUNDED
+    elif label == "Optimal":
+        st = SolveStatus.OPTIMAL
+    elif label == "Not Solved" or (time_limit is not None and secs >= 0.98 * time_limit):
+        st = SolveStatus.TIME_LIMIT
+    else:
+        st = SolveStatus.ERROR
+    if time_limit is not None and secs >= 0.98 * time_limit and st is SolveStatus.OPTIMAL:
+        st = SolveStatus.TIME_LIMIT  # pulp reports a time-limited incumbent as "Optimal"
+    del sol
+    levels = np.zeros((pack.L, pack.T))
+    prebuild = np.zeros((pack.T, pack.G))
+    if st in (SolveStatus.OPTIMAL, SolveStatus.TIME_LIMIT):
+        for (i, t), v in m.y.items():
+            levels[i, t] = max(0.0, v.value() or 0.0)
+        for (t, g), v in m.pb.items():
+            prebuild[t, g] = max(0.0, v.value() or 0.0)
+        obj = float(pulp.value(m.prob.objective))
+    else:
+        obj = float("nan")
+    levels = np.where(np.abs(levels) < 1e-7, 0.0, levels)
+    gap = 0.0 if relaxed_obj is None or not np.isfinite(obj) else max(0.0, (obj - relaxed_obj) / abs(obj))
+    return SolveResult(st, obj, levels, prebuild, secs, solver, gap)
+
+
+# --------------------------------------------------------------------------------------
+# checks, variants, quality
+# --------------------------------------------------------------------------------------
+def check_plan(pack: PlanningPack, levels: np.ndarray, prebuild: np.ndarray, budget: float | None = None,
+               flex_spend: float = 0.0, tol: float = 1e-6) -> None:
+    """Re-check a returned solution against every declared constraint; raise SolverError naming it.
+
+    The solver's status is never trusted alone: a constraint that went missing from the
+    model shows up here.
+    """
+    problems = []
+    committed = pack.arr("committed")
+    freeze = pack.arr("freeze").astype(bool)
+    for i, lv in enumerate(pack.levers):
+        y = levels[i]
+        scale = tol * max(1.0, float(np.abs(y).max()))
+        if np.any(y < committed[i] - scale):
+            problems.append(f"lever {lv.name}: level below the committed orders")
+        if np.isfinite(lv.quota) and np.any(y > max(lv.quota, committed[i].max()) + scale):
+            problems.append(f"lever {lv.name}: level {y.max():g} above quota {lv.quota:g}")
+        if lv.name in pack.forbidden and np.any(y > committed[i] + scale):
+            problems.append(f"lever {lv.name}: forbidden lever used")
+        fixed_until = lv.notice if lv.kind == "release" else lv.lead_time
+        early = slice(0, min(fixed_until, pack.T))
+        if np.any(np.abs(y[early] - committed[i][early]) > scale):
+            problems.append(f"lever {lv.name}: changed before its {'notice' if lv.kind == 'release' else 'lead time'} "
+                            f"of {fixed_until} period(s)")
+        dy = np.diff(y)
+        if np.any(np.abs(dy[freeze[1:]]) > scale):
+            problems.append(f"lever {lv.name}: level changed inside a freeze window")
+        if np.isfinite(lv.ramp) and np.any(np.abs(dy) > lv.ramp + scale):
+            problems.append(f"lever {lv.name}: change of {np.abs(dy).max():g} exceeds ramp {lv.ramp:g}")
+        if lv.kind == "reserve" and lv.notice > 1 and np.any(dy[: max(0, lv.notice - 1)] < -scale):
+            problems.append(f"lever {lv.name}: reduced before its notice of {lv.notice} period(s)")
+        if lv.kind == "reserve" and lv.min_term > 1:
+            inc = np.maximum(np.diff(np.concatenate([[0.0], y])), 0.0)
+            for t in range(pack.T):
+                need = inc[max(0, t - lv.min_term + 1): t + 1].sum()
+                if y[t] < need - scale:
+                    problems.append(f"lever {lv.name}: units released before their minimum term of {lv.min_term}")
+                    break
+    if np.any(prebuild < -tol):
+        problems.append("pre-build: negative quantity")
+    if budget is not None:
+        spend = mc.lever_fixed_cost(pack, levels) + flex_spend
+        if spend > budget * (1 + 1e-6) + 1e-6:
+            problems.append(f"budget: lever spend {spend:,.0f} exceeds {budget:,.0f}")
+    if problems:
+        raise SolverError("the returned plan breaks declared constraints: " + "; ".join(problems))
+
+
+def _budget(pack: PlanningPack, variant: Variant) -> float | None:
+    return variant.budget if variant.budget is not None else pack.budget
+
+
+def solve_variant(pack: PlanningPack, variant: Variant, draws: mc.Draws, *, solver: str = "highs",
+                  time_limit: float | None = None) -> tuple[SolveResult, Model]:
+    """Build and solve one variant; raise InfeasibleError with a diagnosis when it cannot be met."""
+    budget = _budget(pack, variant)
+    m = build_model(pack, draws, variant, budget)
+    res = solve(m, pack, solver, time_limit)
+    if res.status is SolveStatus.INFEASIBLE:
+        raise InfeasibleError(
+            f"variant {variant.name} ({variant.label}): no plan meets fill {variant.target:.1%} "
+            f"({variant.service}{'' if variant.service == 'expected' else f' at {variant.level:.0%}'}) inside the limits",
+            diagnose(pack, variant, draws, solver=solver))
+    if res.status not in (SolveStatus.OPTIMAL, SolveStatus.TIME_LIMIT):
+        raise SolverError(f"variant {variant.name}: solver returned {res.status}")
+    flex = float(np.mean([pulp.value(e) or 0.0 for e in m.extra["stage2"]["flex_spend"]]))
+    check_plan(pack, res.levels, res.prebuild, budget, flex)
+    return res, m
+
+
+def diagnose(pack: PlanningPack, variant: Variant, draws: mc.Draws, *, solver: str = "highs",
+             max_paths: int = 30) -> list[str]:
+    """Elastic relaxation: which limits must move, and by how much, for the target to be met.
+
+    On (at most ``max_paths`` of) the same sample: drop the budget and report the spend the
+    target needs; multiply every quota by 4 and report the levers that then exceed their
+    quota and by how much; bisect for the best target reachable inside the current limits.
+    """
+    out = []
+    sub = draws if draws.demand.shape[0] <= max_paths else mc.Draws(
+        *(getattr(draws, f)[:max_paths] for f in ("demand", "capacity_factor", "late", "event_hit", "disruption_hit")))
+    budget = _budget(pack, variant)
+    if budget is not None:
+        free = build_model(pack, sub, variant, None)
+        r = solve(free, pack, solver)
+        if r.status is SolveStatus.OPTIMAL:
+            spend = mc.lever_fixed_cost(pack, r.levels) + float(
+                np.mean([pulp.value(e) or 0.0 for e in free.extra["stage2"]["flex_spend"]]))
+            out.append(f"fill {variant.target:.1%} needs budget +{max(0.0, spend - budget):,.0f} "
+                       f"(lever spend {spend:,.0f} against {budget:,.0f})")
+    from dataclasses import replace
+
+    roomy = pack.replace(levers=tuple(replace(lv, quota=lv.quota * 4) if np.isfinite(lv.quota) and lv.kind != "release"
+                                      else lv for lv in pack.levers))
+    r = solve(build_model(roomy, sub, variant, budget), roomy, solver)
+    if r.status is SolveStatus.OPTIMAL:
+        over = [(lv, float(r.levels[i].max() - lv.quota)) for i, lv in enumerate(pack.levers)
+                if np.isfinite(lv.quota) and r.levels[i].max() > lv.quota + 1e-6]
+        if over:
+            out.append("or quotas: " + ", ".join(f"{lv.name} +{d:,.0f}" for lv, d in over))
+    lo, hi = 0.0, variant.target
+    for _ in range(7):
+        mid = (lo + hi) / 2
+        test = Variant(variant.name, variant.label, variant.service, mid, variant.level, variant.budget)
+        ok = solve(build_model(pack, sub, test, budget), pack, solver).status is SolveStatus.OPTIMAL
+        lo, hi = (mid, hi) if ok else (lo, mid)
+    out.append(f"or accept fill {lo:.1%} ({variant.service}) inside the current limits")
+    return out
+
+
+def _mean_path(pack: PlanningPack, draws: mc.Draws) -> mc.Draws:
+    """One path of expected demand and capacity factor (for the value of the stochastic solution)."""
+    return mc.Draws(demand=draws.demand.mean(axis=0, keepdims=True),
+                    capacity_factor=draws.capacity_factor.mean(axis=0, keepdims=True),
+                    late=np.zeros((1, pack.L), bool), event_hit=np.zeros((1, len(pack.events)), bool),
+                    disruption_hit=np.zeros((1, len(pack.disruptions)), bool))
+
+
+def optimize(pack: PlanningPack, *, n_samples: int | None = None, seed: SeedLike = None, variants=None,
+             solver: str = "highs", time_limit: float | None = None, quality: bool = True,
+             eval_paths: int | None = None, infeasible: list | None = None) -> dict:
+    """Plan A/B/C (or the pack's variants): one SAA solve per variant, checked and scored.
+
+    A variant whose target cannot be met raises :class:`InfeasibleError` (with a
+    diagnosis), unless a list is passed as ``infeasible``: then the error is appended there
+    and the other variants are still solved.
+
+    ``n_samples`` paths are drawn from ``seed`` for the SAA (default: the pack's
+    ``extra["opt_samples"]`` or 100); quality statistics use independent child seeds.
+    """
+    from peakplan.plans import Plan
+
+    ss = seed_sequence(pack.seed if seed is None else seed)
+    s_opt, s_eval, s_rep = ss.spawn(3)
+    S = int(n_samples or pack.extra.get("opt_samples") or 100)
+    draws = mc.sample_paths(pack, S, s_opt)
+    out: dict = {}
+    for variant in (variants or pack.variants):
+        try:
+            res, _ = solve_variant(pack, variant, draws, solver=solver, time_limit=time_limit)
+        except InfeasibleError as exc:
+            if infeasible is None:
+                raise
+            infeasible.append(exc)
+            continue
+        constraints = {"service": variant.service, "target": variant.target, "level": variant.level,
+                       "budget": _budget(pack, variant), "forbidden": list(pack.forbidden),
+                       "freeze_periods": [pack.periods[t] for t in np.flatnonzero(pack.arr("freeze"))],
+                       "max_delay": pack.max_delay, "n_samples": S}
+        same = next((k for k, p in out.items() if np.allclose(p.levels, res.levels, atol=1e-6)
+                     and np.allclose(p.prebuild, res.prebuild, atol=1e-6)), None)
+        plan = Plan(name=variant.name, label=variant.label, variant=variant, levels=res.levels,
+                    prebuild=res.prebuild, constraints=constraints, objective=res.objective,
+                    status=res.status, solve_seconds=res.seconds, quality={}, identical_to=same)
+        if quality and same is not None:
+            plan = plan.with_quality(out[same].quality)
+        elif quality:
+            plan = plan.with_quality(_quality(pack, plan, variant, draws, s_eval, s_rep, S, solver,
+                                              eval_paths or 10 * S))
+        out[variant.name] = plan
+    return out
+
+
+def _quality(pack, plan, variant, draws, s_eval, s_rep, S, solver, n_eval) -> dict:
+    """Out-of-sample CIs, the SAA optimality-gap estimate (Mak, Morton & Wood 1999) and the VSS."""
+    from peakplan.score import mean_ci
+
+    m = mc.simulate(pack, plan.inputs(pack), n_paths=n_eval, seed=s_eval).metrics
+    ub, ub_lo, ub_hi = mean_ci(m["cost"])
+    fill = mean_ci(m["fill_rate"])
+    # lower bound: mean of M independent SAA optimal values (biased low for minimisation)
+    M = 3
+    lbs = []
+    for k, child in enumerate(s_rep.spawn(M)):
+        try:
+            r, _ = solve_variant(pack, variant, mc.sample_paths(pack, S, child), solver=solver)
+            lbs.append(r.objective)
+        except Exception:
+            continue
+        del k
+    out = {"out_of_sample": {"paths": n_eval, "cost_mean": ub, "cost_ci95": [ub_lo, ub_hi],
+                             "fill_mean": fill[0], "fill_ci95": [fill[1], fill[2]]},
+           "in_sample_objective": plan.objective}
+    if len(lbs) >= 2:
+        from scipy import stats
+
+        lb = float(np.mean(lbs))
+        lb_half = float(stats.t.ppf(0.975, len(lbs) - 1) * np.std(lbs, ddof=1) / np.sqrt(len(lbs)))
+        gap = ub - lb
+        out["saa_gap"] = {"estimate": gap, "relative": gap / abs(ub) if ub else float("nan"),
+                          "ci95_upper": gap + lb_half + (ub_hi - ub), "lower_bound": lb, "replications": len(lbs)}
+    try:
+        mean_res, _ = solve_variant(pack, Variant(variant.name, variant.label, "none", 0.0), _mean_path(pack, draws),
+                                    solver=solver)
+        from peakplan.plans import Plan
+
+        mv = Plan(name="mean", label="mean-value", variant=variant, levels=mean_res.levels, prebuild=mean_res.prebuild,
+                  constraints={}, objective=mean_res.objective, status=mean_res.status, solve_seconds=0.0)
+        mm = mc.simulate(pack, mv.inputs(pack), n_paths=n_eval, seed=s_eval).metrics
+        out["vss"] = {"mean_value_plan_cost": float(mm["cost"].mean()), "vss": float(mm["cost"].mean() - ub),
+                      "mean_value_plan_fill": float(mm["fill_rate"].mean())}
+    except Exception as exc:
+        out["vss"] = {"error": str(exc)}
+    return out

@@ -1,0 +1,165 @@
+import json
+
+import numpy as np
+import pytest
+from conftest import REFERENCE
+
+from peakplan import examples
+from peakplan import optimize as opt
+from peakplan import plans as plans_mod
+from peakplan.errors import InfeasibleError, SolverError
+from peakplan.pack import Variant
+from peakplan.simulate import mc
+
+
+def roomy(pack):
+    """The tiny pack with quotas large enough for every default variant."""
+    from dataclasses import replace
+
+    return pack.replace(levers=tuple(replace(lv, quota=lv.quota * 3) if lv.kind != "release" else lv
+                                     for lv in pack.levers))
+
+
+SAILCO = json.loads((REFERENCE / "lp_sailco_aggregate_capacity_plan.json").read_text())
+NEWS = json.loads((REFERENCE / "newsvendor_normal_snyder_shen_ex4_3.json").read_text())
+
+
+def test_sailco_textbook_optimum():
+    pack = examples.sailco_pack()
+    res, _ = opt.solve_variant(pack, pack.variants[0], mc.sample_paths(pack, 1, 0))
+    assert res.status is opt.SolveStatus.OPTIMAL
+    e = SAILCO["expected"]
+    # the tie-break epsilon (1e-6 per unit of flex cap and stock) stays far below the tolerance
+    assert res.objective == pytest.approx(e["min_total_cost"], abs=1e-3)
+    # the regular/overtime use of the textbook plan, read back from the flex caps
+    np.testing.assert_allclose(res.levels[0], e["regular"], atol=1e-6)
+    np.testing.assert_allclose(res.levels[1], e["overtime"], atol=1e-6)
+    # the plan replayed in the Monte Carlo costs exactly the optimum
+    m = mc.simulate(pack, mc.plan_inputs(pack, res.levels, res.prebuild), n_paths=1, seed=0).metrics
+    assert m["lost"][0] == 0
+    assert m["cost"][0] == pytest.approx(e["min_total_cost"], abs=1e-6)
+
+
+def test_newsvendor_critical_fractile_within_saa_error_and_shrinking():
+    pack = examples.newsvendor_pack()
+    s_star = NEWS["expected"]["optimal_S"]
+    errs = []
+    for S in (200, 5000):
+        reps = []
+        for seed in range(3):
+            res, _ = opt.solve_variant(pack, pack.variants[0], mc.sample_paths(pack, S, 100 + seed))
+            reps.append(res.levels[0, 0])
+        # the SAA quantile's standard error: sqrt(q(1-q)/S) / f(S*)
+        se = np.sqrt(0.7955 * 0.2045 / S) / (np.exp(-0.5 * 0.8255**2) / (8 * np.sqrt(2 * np.pi)))
+        assert all(abs(r - s_star) < 4 * se for r in reps)
+        errs.append(np.mean(np.abs(np.array(reps) - s_star)))
+    assert errs[1] < errs[0]
+
+
+def test_every_variant_respects_its_constraints_out_of_sample(tiny):
+    tiny = roomy(tiny)
+    plans = opt.optimize(tiny, n_samples=40, seed=3, quality=False)
+    assert set(plans) == {"A", "B", "C"}
+    for p in plans.values():
+        opt.check_plan(tiny, p.levels, p.prebuild, tiny.budget)
+        lv = tiny.levers[tiny.lever_index("temps_n")]
+        assert np.all(p.levels[0][: lv.lead_time] == 0)  # nothing before the lead time
+        assert p.levels[0].max() <= lv.quota + 1e-9
+        m = mc.simulate(tiny, p.inputs(tiny), n_paths=4000, seed=11).metrics
+        if p.variant.service == "expected":
+            # in-sample the target holds; out of sample within a few standard errors
+            assert m["fill_rate"].mean() >= p.variant.target - 4 * m["fill_rate"].std() / np.sqrt(len(m)) - 0.01
+
+
+def test_stricter_variants_buy_more_service(tiny):
+    tiny = roomy(tiny)
+    plans = opt.optimize(tiny.replace(penalty=np.array([8.0, 8.0])), n_samples=40, seed=3, quality=False)
+    fills = {k: mc.simulate(tiny, p.inputs(tiny), n_paths=4000, seed=5).metrics["fill_rate"] for k, p in plans.items()}
+    assert np.quantile(fills["B"], 0.1) >= np.quantile(fills["A"], 0.1) - 1e-9
+
+
+@pytest.mark.parametrize("broken,pattern", [
+    (lambda lv: lv.__setitem__((0, 3), 500.0), "above quota"),
+    (lambda lv: lv.__setitem__((0, 0), 5.0), "before its lead time"),
+    (lambda lv: lv.__setitem__((2, 1), 5.0), "before its notice"),
+])
+def test_check_plan_catches_a_dropped_constraint(tiny, broken, pattern):
+    plans = opt.optimize(tiny, n_samples=20, seed=1, quality=False, variants=tiny.variants[:1])
+    levels = plans["A"].levels.copy()
+    broken(levels)
+    with pytest.raises(SolverError, match=pattern):
+        opt.check_plan(tiny, levels, plans["A"].prebuild)
+
+
+def test_freeze_and_forbidden_and_budget(tiny):
+    freeze = np.array([0, 0, 1, 1, 1, 0], bool)
+    pack = tiny.replace(freeze=freeze, forbidden=("overtime_pack",), budget=2000.0)
+    plans = opt.optimize(pack, n_samples=30, seed=2, quality=False, variants=(Variant("A", "x", "none", 0.0),))
+    y = plans["A"].levels
+    assert np.all(np.diff(y, axis=1)[:, 1:4] == 0)  # no change in periods 2..4
+    assert np.all(y[1] == 0)  # forbidden flex lever
+    assert mc.lever_fixed_cost(pack, y) <= 2000.0 + 1e-6
+    with pytest.raises(SolverError, match="forbidden lever used"):
+        bad = y.copy()
+        bad[1] = 1.0
+        opt.check_plan(pack, bad, plans["A"].prebuild)
+
+
+def test_identical_variants_are_reported_once(tiny):
+    v = (Variant("A", "one", "expected", 0.5), Variant("B", "two", "expected", 0.5))
+    plans = opt.optimize(tiny, n_samples=20, seed=1, quality=False, variants=v)
+    assert plans["B"].identical_to == "A" and plans["A"].identical_to is None
+
+
+def test_infeasible_target_gives_a_diagnosis(tiny):
+    pack = roomy(tiny).replace(budget=100.0)
+    with pytest.raises(InfeasibleError, match="no plan meets fill 99.0%") as info:
+        opt.optimize(pack, n_samples=20, seed=1, quality=False,
+                     variants=(Variant("A", "lean", "expected", 0.99),))
+    text = "\n".join(info.value.diagnosis)
+    assert "needs budget +" in text and "or accept fill" in text
+
+
+def test_quality_statistics(tiny):
+    plans = opt.optimize(tiny, n_samples=30, seed=4, variants=tiny.variants[:1], eval_paths=3000)
+    q = plans["A"].quality
+    lo, hi = q["out_of_sample"]["cost_ci95"]
+    assert lo <= q["out_of_sample"]["cost_mean"] <= hi
+    assert q["saa_gap"]["replications"] == 3 and np.isfinite(q["saa_gap"]["estimate"])
+    assert "vss" in q["vss"]
+
+
+def test_action_schedule_and_scale_down(tiny):
+    plans = opt.optimize(tiny.replace(penalty=np.array([80.0, 80.0])), n_samples=30, seed=4, quality=False,
+                         variants=tiny.variants[:1])
+    p = plans["A"]
+    acts = plans_mod.action_schedule(tiny, p)
+    temps = acts[acts["lever"] == "temps_n"]
+    assert len(temps) >= 1
+    assert (temps["decide_by_index"] == temps["start_index"] - 1).all()  # lead time 1
+    assert (temps["quantity"] > 0).all()
+    down = plans_mod.scale_down(tiny, p)
+    assert set(down["lever"]) <= {lv.name for lv in tiny.levers}
+    d = plans_mod.plan_to_dict(tiny, p)
+    back = plans_mod.plan_from_dict(tiny, json.loads(json.dumps(d)))
+    np.testing.assert_array_equal(back.levels, p.levels)
+
+
+def test_cli_exit_code_3_and_escalation_when_a_target_is_out_of_reach(retail_copy, tmp_path, capsys):
+    from peakplan.cli import main
+
+    text = retail_copy.read_text().replace("  - {name: C, label: resilient, service: cvar, level: 0.95}",
+                                           "  - {name: C, label: resilient, service: cvar, level: 0.95, target: 1.0, budget: 1000}")
+    text = text + "des: {enabled: false}\n"
+    retail_copy.write_text(text)
+    out = tmp_path / "run"
+    code = main(["run", str(retail_copy), "--out", str(out), "--paths", "1000", "--quiet", "--opt-samples", "15",
+                 "--no-quality"])
+    captured = capsys.readouterr()
+    assert code == 3, captured.err
+    esc = json.loads((out / "escalations.json").read_text())
+    assert esc and esc[0]["kind"] == "infeasible" and "variant C" in esc[0]["message"]
+    assert any("budget +" in d for d in esc[0]["diagnosis"])
+    assert "ESCALATION" in (out / "report.md").read_text()
+    assert (out / "plans" / "A.json").exists() and not (out / "plans" / "C.json").exists()
+    assert json.loads((out / "manifest.json").read_text())["status"] == "infeasible"
