@@ -213,7 +213,8 @@ class Simulation:
     paths: int = Field(default=10_000, ge=1, le=100_000_000, description="Number of Monte Carlo paths.")
     seed: int = Field(default=0, ge=0, description="Root seed (SeedSequence entropy).")
     chunk_size: int = Field(default=16_000, ge=1, description="Paths per chunk; bounds memory, never changes results.")
-    opt_samples: int = Field(default=500, ge=1, description="Paths in the optimizer's sample (SAA).")
+    opt_samples: int = Field(default=100, ge=1, description="Paths in the optimizer's sample (SAA).")
+    plan_quality: bool = Field(default=True, description="Compute each plan's SAA optimality-gap estimate and value of the stochastic solution (extra solves).")
 
 
 @dataclass(frozen=True, config=_CFG)

@@ -15,7 +15,7 @@ import pandas as pd
 
 from peakplan import report
 from peakplan.compile import build_pack
-from peakplan.errors import InfeasibleError
+from peakplan.errors import InfeasibleError, InputError
 from peakplan.loaders import file_sha256, input_files, load_scenario
 from peakplan.pack import PlanningPack
 from peakplan.rng import root_entropy
@@ -94,6 +94,8 @@ def run(scenario: str | Path, out: str | Path | None = None, *, paths: int | Non
     timings: dict[str, float] = {}
     t0 = time.perf_counter()
     scenario = Path(scenario)
+    if out is not None and Path(out).exists() and not force:
+        raise InputError(f"{out}: already exists; choose another --out or pass --force to replace it")
     scn = load_scenario(scenario)
     pack = build_pack(scn)
     timings["load_and_pack_s"] = time.perf_counter() - t0
@@ -115,7 +117,8 @@ def run(scenario: str | Path, out: str | Path | None = None, *, paths: int | Non
         t2 = time.perf_counter()
         opt_seed = np.random.SeedSequence(root_entropy(s), spawn_key=(1,))
         failed: list[InfeasibleError] = []
-        extras["plans"] = optimizer(pack, seed=opt_seed, infeasible=failed, n_samples=opt_samples, quality=quality)
+        extras["plans"] = optimizer(pack, seed=opt_seed, infeasible=failed, n_samples=opt_samples,
+                                   quality=quality and bool(pack.extra.get("plan_quality", True)))
         for exc in failed:
             manifest["status"] = "infeasible"
             extras["escalations"].append({"kind": "infeasible", "message": str(exc), "diagnosis": exc.diagnosis})
