@@ -12,12 +12,14 @@ Stages, in pipeline order (each hands a frozen, array-based object to the next):
 
 from importlib.metadata import version
 
+from peakplan import plans
 from peakplan.compile import build_pack
 from peakplan.config import Scenario
 from peakplan.errors import ContractViolation, InfeasibleError, InputError, PeakplanError, SolverError
 from peakplan.loaders import load_scenario
+from peakplan.optimize import optimize
 from peakplan.pack import PlanningPack
-from peakplan.score import Scorecard, scorecard
+from peakplan.score import Scorecard, compare, scorecard
 from peakplan.simulate.mc import SimResult, simulate
 
 __version__ = version("peakplan")
@@ -34,7 +36,18 @@ __all__ = [
     "SolverError",
     "__version__",
     "build_pack",
+    "compare",
     "load_scenario",
+    "optimize",
+    "plans",
+    "run",
     "scorecard",
     "simulate",
 ]
+
+
+def run(scenario, out=None, **kwargs):
+    """The whole pipeline, as ``peakplan run`` does it (see :func:`peakplan.pipeline.run`)."""
+    from peakplan.pipeline import run as _run
+
+    return _run(scenario, out, **kwargs)
