@@ -223,10 +223,14 @@ def dominance(table) -> dict[str, str]:
         for b in rows:
             if a["plan"] == b["plan"]:
                 continue
-            no_worse = (b["cost_mean"] <= a["cost_mean"] and b["cost_cvar95"] <= a["cost_cvar95"]
-                        and b["fill_mean"] >= a["fill_mean"])
-            better = (b["cost_mean"] < a["cost_mean"] or b["cost_cvar95"] < a["cost_cvar95"]
-                      or b["fill_mean"] > a["fill_mean"])
+            # differences below 1e-9 relative are ties (floating-point noise, not a trade-off)
+            def lt(x, y):
+                return x < y - 1e-9 * max(abs(x), abs(y), 1.0)
+
+            no_worse = (not lt(a["cost_mean"], b["cost_mean"]) and not lt(a["cost_cvar95"], b["cost_cvar95"])
+                        and not lt(b["fill_mean"], a["fill_mean"]))
+            better = (lt(b["cost_mean"], a["cost_mean"]) or lt(b["cost_cvar95"], a["cost_cvar95"])
+                      or lt(a["fill_mean"], b["fill_mean"]))
             if no_worse and better:
                 out[a["plan"]] = f"dominated by {b['plan']}"
                 break
