@@ -221,3 +221,33 @@ def test_bench_erlang_c_two_million_customers(benchmark, case):
         "mean_wait": res.mean_wait.mean, "mean_wait_half_width": res.mean_wait.half_width,
         "p_wait": res.p_wait.mean, "p_wait_half_width": res.p_wait.half_width,
     })
+
+
+@pytest.mark.parametrize(("agents", "customers"), [(13, 1_600_000), (14, 2_100_000),
+                                                   (15, 3_000_000)])
+def test_bench_erlang_c_plain_estimators(benchmark, agents, customers):
+    """The former ``make test`` Erlang C check: plain estimators only, 1.6M to 3M customers.
+
+    ``tests/test_des.py`` now checks the same targets with 1M customers using the
+    variance-reduced estimators; this long run keeps the plain ASA and SL estimators (5%
+    is about 2.4 of their standard errors here) tested, and records all of them.
+    """
+    reps = 8
+    horizon = customers / LAM / reps
+    kwargs = {"replications": reps, "warmup": 0.02 * horizon, "workers": 2}
+    res = benchmark.pedantic(run_station, args=(LAM, agents, AHT, horizon, 2024), kwargs=kwargs,
+                             rounds=1, iterations=1)
+    traffic = LAM * AHT
+    estimates = {
+        "p_wait": (res.p_wait, queueing.erlang_c(agents, traffic)),
+        "asa": (res.mean_wait, queueing.asa(agents, traffic, AHT)),
+        "asa_cv": (res.mean_wait_cv(), queueing.asa(agents, traffic, AHT)),
+        "sl20": (res.service_level(20.0), queueing.service_level(agents, traffic, AHT, 20.0)),
+        "sl20_cv": (res.service_level_cv(20.0),
+                    queueing.service_level(agents, traffic, AHT, 20.0)),
+    }
+    for name, (est, exact) in estimates.items():
+        assert est.mean == pytest.approx(exact, rel=0.05), name
+        benchmark.extra_info[name] = est.mean
+        benchmark.extra_info[f"{name}_half_width"] = est.half_width
+    benchmark.extra_info["customers"] = int(res.per_replication["customers"].sum())

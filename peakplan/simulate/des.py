@@ -45,6 +45,7 @@ Semantics pinned down by the tests:
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections import deque
 from concurrent.futures import ProcessPoolExecutor
@@ -85,19 +86,24 @@ def __getattr__(name: str) -> Any:
 #: replication. Times are in the caller's time unit; ``start`` and ``service`` are NaN
 #: for customers never served; ``end`` is the departure, abandonment, blocking or
 #: closing time; ``wait`` is the time in queue (0 for blocked customers); ``servers``
-#: is the number of servers scheduled at the arrival instant.
+#: is the number of servers scheduled at the arrival instant; ``in_system`` is the number of
+#: customers in the system (in service or waiting, not abandoned) just before the arrival,
+#: which the conditional estimators (:meth:`StationResult.service_level_cond`) use.
 RECORD_DTYPE = np.dtype([
     ("replication", np.int32), ("arrival", np.float64), ("start", np.float64),
     ("end", np.float64), ("wait", np.float64), ("service", np.float64),
     ("served", np.bool_), ("abandoned", np.bool_), ("blocked", np.bool_),
-    ("unserved", np.bool_), ("servers", np.int32),
+    ("unserved", np.bool_), ("servers", np.int32), ("in_system", np.int32),
 ])
 
 #: Metrics with a confidence interval (each a float field of ``METRIC_DTYPE``).
 METRICS = (
     "p_wait", "mean_wait", "utilization", "abandon_rate", "p_block", "throughput",
     "arrival_rate", "mean_in_system", "mean_sojourn", "mean_queue", "p_empty",
+    "mean_wait_cond",
 )
+#: Metrics of the conditional (Rao-Blackwellised) estimators; NaN where they are invalid.
+COND_METRICS = ("mean_wait_cond",)
 #: One row per replication (``StationResult.per_replication``): counts in the window,
 #: all customers simulated (``customers``, warm-up included), then the metrics.
 METRIC_DTYPE = np.dtype(
@@ -248,7 +254,7 @@ def _simulate(m: _Model, ss: np.random.SeedSequence, replication: int) -> np.nda
     qcap = math.inf if m.queue_capacity is None else m.queue_capacity
     nan = math.nan
     arrival, start, end = [nan] * n, [nan] * n, [nan] * n
-    state, servers_at = [_WAITING] * n, [0] * n
+    state, servers_at, in_system = [_WAITING] * n, [0] * n, [0] * n
     queue: deque[int] = deque()
     popleft, append = queue.popleft, queue.append
     capacity = int(m.schedule[0])
@@ -280,6 +286,7 @@ def _simulate(m: _Model, ss: np.random.SeedSequence, replication: int) -> np.nda
         now = env.now
         arrival[i] = now
         servers_at[i] = capacity
+        in_system[i] = busy + waiting
         if busy < capacity:  # a free server implies an empty queue
             busy += 1
             state[i] = _SERVED
@@ -352,6 +359,7 @@ def _simulate(m: _Model, ss: np.random.SeedSequence, replication: int) -> np.nda
     rec["wait"] = np.where(served, rec["start"], e) - rec["arrival"]
     rec["service"] = np.where(served, svc_arr, np.nan)
     rec["servers"] = servers_at
+    rec["in_system"] = in_system
     return rec
 
 
@@ -403,7 +411,28 @@ def _summarise(m: _Model, rec: np.ndarray) -> np.void:
     q_exit = np.where(rec["served"], rec["start"], e)[admitted_all]
     row["mean_queue"] = _overlap(a_in, q_exit, lo, hi).sum() / span
     row["p_empty"] = _empty_share(a_in, e_in, lo, hi)
+    row["mean_wait_cond"] = nan
+    if _cond_invalid(m) is None and n_adm:
+        c, mu = int(m.schedule[0]), 1.0 / m.service_mean
+        k = np.maximum(rec["in_system"][win].astype(np.int64) - c + 1, 0)
+        row["mean_wait_cond"] = k.mean() / (c * mu)
     return row
+
+
+def _cond_invalid(m: _Model) -> str | None:
+    """Why the conditional estimators do not apply to model ``m`` (None when they do):
+    ``W_q | n ~ Gamma(n - c + 1, c μ)`` for an arrival finding ``n >= c`` needs FCFS
+    exponential service, a fixed ``c`` (after the horizon too) and every customer served
+    (no abandonment, blocking, closing). The arrival process may be anything."""
+    if m.service_dist != "exponential":
+        return f"service_dist={m.service_dist!r} (they need exponential service)"
+    if m.patience_mean is not None or m.max_wait is not None:
+        return "abandonment (patience_mean or max_wait is set)"
+    if m.queue_capacity is not None:
+        return "a finite queue (queue_capacity is set; blocking)"
+    if m.initial or np.any(m.schedule != m.schedule[0]) or m.late_servers != m.schedule[0]:
+        return "a server count that changes (server_schedule or closing)"
+    return None
 
 
 def _empty_share(enter: np.ndarray, leave: np.ndarray, lo: float, hi: float) -> float:
@@ -473,6 +502,12 @@ class StationResult:
     """Entropy of the root ``SeedSequence``; with ``seed_spawn_key`` it reproduces the run."""
     seed_spawn_key: tuple[int, ...]
     """Spawn key of the root ``SeedSequence`` (empty for an integer seed)."""
+    service_time_mean: float = math.nan
+    """``1/μ``, the mean service time (time units; NaN when unknown)."""
+    cond_invalid: str | None = "no model information"
+    """Why the conditional estimators (``*_cond``, ``*_cv``) do not apply, or None."""
+    arrival_rate_in: float | None = None
+    """``λ`` of homogeneous Poisson arrivals; None with an ``arrival_profile``."""
 
     p_wait = _Metric("P(wait > 0): share of admitted customers who queued.")
     mean_wait = _Metric("W_q: mean time in queue of admitted customers (time units).")
@@ -485,6 +520,9 @@ class StationResult:
     mean_sojourn = _Metric("W: mean time in system of admitted customers (time units).")
     mean_queue = _Metric("L_q: time-average number of customers waiting.")
     p_empty = _Metric("P_0: share of the window with nobody in the system.")
+    mean_wait_cond = _Metric(
+        "W_q by conditional Monte Carlo: window mean of ``E[W_q | n] = max(n - c + 1, 0) / "
+        "(c μ)``, ``n`` found on arrival (see :func:`_cond_invalid` for when it is valid).")
 
     @property
     def replications(self) -> int:
@@ -495,7 +533,16 @@ class StationResult:
         """The :class:`Estimate` of metric ``name`` (one of ``METRICS``)."""
         if name not in METRICS:
             raise InputError(f"unknown metric {name!r}; choose one of {', '.join(METRICS)}")
+        if name in COND_METRICS:
+            self._check_cond(name)
         return _estimate(self.per_replication[name])
+
+    def _check_cond(self, name: str) -> None:
+        if self.cond_invalid is not None:
+            raise InputError(f"{name} (a conditional estimator) is only valid for FCFS "
+                             f"exponential service with a fixed server count and no "
+                             f"abandonment or blocking; this run has {self.cond_invalid}. "
+                             f"Use the plain estimator instead")
 
     def service_level(self, threshold: float) -> Estimate:
         """Share of offered customers (window arrivals) whose service started within
@@ -511,6 +558,95 @@ class StationResult:
         offered = self.per_replication["offered"]
         with np.errstate(invalid="ignore", divide="ignore"):
             return _estimate(np.where(offered > 0, hits / offered, np.nan))
+
+    def service_level_cond(self, threshold: float) -> Estimate:
+        """:meth:`service_level` by conditional Monte Carlo (Rao-Blackwellised), with CI:
+        each window arrival adds ``P(W_q <= t | n) = P(Gamma(n - c + 1, rate c μ) <= t)``
+        (1 for ``n < c``) instead of ``1{W_q <= t}``. Needs records; InputError where
+        invalid (:func:`_cond_invalid`)."""
+        t = float(_real("threshold", threshold, low=0.0, low_open=False, unit="time units"))
+        r, _, c = self._cond_records("service_level_cond", shadow=False)
+        tail = _gamma_tail(r["in_system"], c, t, 1.0 / self.service_time_mean)
+        return _estimate(1.0 - self._per_rep(r, tail))
+
+    def mean_wait_cv(self) -> Estimate:
+        """``mean_wait_cond`` with an infinite-server control variate, with CI.
+
+        Control: the same statistic with ``n∞``, the number of earlier customers still in
+        service (arrival + service > this arrival) in a shadow M/M/∞ station fed by the same
+        customers; ``n∞`` seen by a Poisson arrival is Poisson(λ/μ), so the control's mean
+        comes from ``λ`` and ``μ`` alone. Estimate ``y - b (x - E x)``, ``b`` fitted across
+        replications; regression CI with Student t, ``R - 2`` d.o.f. (``R >= 3``). Needs
+        records and homogeneous Poisson arrivals; InputError where invalid.
+        """
+        mu = 1.0 / self.service_time_mean
+        return self._cv("mean_wait_cv", lambda n, c: np.maximum(n - c + 1, 0) / (c * mu))
+
+    def service_level_cv(self, threshold: float) -> Estimate:
+        """``service_level_cond`` with the control variate of :meth:`mean_wait_cv`
+        (per arrival ``P(Gamma(n∞ - c + 1, c μ) <= t)``), with CI; same conditions."""
+        t = float(_real("threshold", threshold, low=0.0, low_open=False, unit="time units"))
+        mu = 1.0 / self.service_time_mean
+        return self._cv("service_level_cv", lambda n, c: 1.0 - _gamma_tail(n, c, t, mu))
+
+    def _cv(self, name: str, f: Any) -> Estimate:
+        """Control-variate estimate of the window mean of ``f(n, c)``, ``n`` on arrival."""
+        r, n_inf, c = self._cond_records(name, shadow=True)
+        a = self.arrival_rate_in * self.service_time_mean  # offered load λ/μ
+        n = np.arange(int(2 * a + 10 * math.sqrt(a) + 30))
+        mx = float((stats.poisson.pmf(n, a) * f(n, c)).sum())
+        y = self._per_rep(r, f(r["in_system"].astype(np.int64), c))
+        return _controlled(y, self._per_rep(r, f(n_inf, c)), mx)
+
+    def _per_rep(self, r: np.ndarray, values: np.ndarray) -> np.ndarray:
+        """Mean of per-customer ``values`` by replication (NaN where there are none)."""
+        count = np.bincount(r["replication"], minlength=self.replications)
+        total = np.bincount(r["replication"], weights=values, minlength=self.replications)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            return np.where(count > 0, total / count, np.nan)
+
+    def _cond_records(self, name: str, *, shadow: bool) -> tuple[np.ndarray, np.ndarray, int]:
+        """Window records, their ``n∞`` (M/M/∞ shadow, when ``shadow``) and servers ``c``."""
+        self._check_cond(name)
+        if shadow and self.arrival_rate_in is None:
+            raise InputError(f"{name} needs homogeneous Poisson arrivals; this run has an "
+                             f"arrival_profile. Use the conditional estimator instead")
+        if self.records is None:
+            raise InputError(f"{name} needs per-customer records; "
+                             f"run run_station(..., keep_records=True)")
+        rec = self.records
+        n_inf = np.zeros(rec.size, np.int64)
+        bounds = np.searchsorted(rec["replication"], np.arange(self.replications + 1))
+        for lo, hi in itertools.pairwise(bounds if shadow else ()):
+            a = rec["arrival"][lo:hi]
+            done = np.sort(a + rec["service"][lo:hi])
+            n_inf[lo:hi] = np.arange(hi - lo) - np.searchsorted(done, a, side="right")
+        win = rec["arrival"] >= self.warmup
+        return rec[win], n_inf[win], int(rec["servers"][0]) if rec.size else 1
+
+
+def _gamma_tail(n: np.ndarray, c: int, t: float, mu: float) -> np.ndarray:
+    """``P(W_q > t | n in system on arrival)`` for ``c`` exponential(μ) FCFS servers."""
+    k = np.maximum(np.asarray(n, np.int64) - c + 1, 0)
+    ks, inv = np.unique(k, return_inverse=True)  # few distinct values: one sf per value
+    tail = np.where(ks > 0, stats.gamma.sf(t, np.maximum(ks, 1), scale=1.0 / (c * mu)), 0.0)
+    return tail[inv.reshape(k.shape)]
+
+
+def _controlled(y: np.ndarray, x: np.ndarray, mx: float) -> Estimate:
+    """Control-variate estimate of ``E y`` from replications ``(y, x)`` with ``E x = mx``:
+    the regression of ``y`` on ``x`` evaluated at ``mx``, CI with ``R - 2`` d.o.f."""
+    ok = np.isfinite(y) & np.isfinite(x)
+    y, x = y[ok], x[ok]
+    if y.size < 3 or not np.ptp(x) > 0:
+        return Estimate(math.nan, math.nan, math.nan, math.nan)
+    sxx = float(((x - x.mean()) ** 2).sum())
+    b = float(((x - x.mean()) * (y - y.mean())).sum()) / sxx
+    mean = float(y.mean() - b * (x.mean() - mx))
+    resid = y - y.mean() - b * (x - x.mean())
+    var = float((resid**2).sum()) / (y.size - 2) * (1.0 / y.size + (x.mean() - mx) ** 2 / sxx)
+    hw = float(stats.t.ppf(0.975, y.size - 2) * math.sqrt(var))
+    return Estimate(mean, hw, mean - hw, mean + hw)
 
 
 # --------------------------------------------------------------------------- validation
@@ -653,7 +789,12 @@ def run_station(
         Where processes are spawned rather than forked, call from under
         ``if __name__ == "__main__":``.
     keep_records:
-        Keep the per-customer records (needed by :meth:`StationResult.service_level`).
+        Keep the per-customer records (needed by :meth:`StationResult.service_level`
+        and the ``*_cond`` and ``*_cv`` methods).
+
+    An M/M/c-type run (exponential service, fixed ``servers``, no abandonment or
+    blocking) also gives variance-reduced estimators: ``mean_wait_cond``,
+    ``service_level_cond``, ``mean_wait_cv`` and ``service_level_cv``.
     """
     rate = float(_real("arrival_rate", arrival_rate, low=0.0, low_open=True,
                        unit="per time unit"))
@@ -689,6 +830,8 @@ def run_station(
     return StationResult(
         per_replication=rows, records=records, horizon=h, warmup=w,
         seed_entropy=_entropy(root), seed_spawn_key=tuple(root.spawn_key),
+        service_time_mean=math.nan if model.service_mean is None else model.service_mean,
+        cond_invalid=_cond_invalid(model), arrival_rate_in=None if profile is not None else rate,
     )
 
 
