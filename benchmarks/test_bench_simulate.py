@@ -44,3 +44,15 @@ def test_floor_draw_numpy(benchmark, case):
 @pytest.mark.parametrize("case", CASES, ids=lambda c: c.name)
 def test_floor_draw_kernel(benchmark, case):
     _bench(benchmark, case, registry.draw_kernel(case))
+
+
+@pytest.mark.parametrize("case", CASES, ids=lambda c: c.name)
+def test_simulate_numba_float32(benchmark, case):
+    """The kernel with ``dtype="float32"`` transforms and recurrence (one thread)."""
+    from peakplan.simulate import mc
+
+    p = registry.pack_for(case)
+    mc.simulate(p, n_paths=1000, seed=1, threads=1, dtype="float32")  # compile / warm
+    work = registry.Work(lambda: mc.simulate(p, n_paths=case.N, seed=3, threads=1, dtype="float32"),
+                         case.cells, "cells")
+    _bench(benchmark, case, work)

@@ -661,7 +661,7 @@ ENGINES = ("numba", "numpy")
 def simulate(pack: PlanningPack, plan: PlanInputs | None = None, n_paths: int | None = None,
              seed: SeedLike = None, chunk_size: int | None = None, progress=None, *,
              engine: str = "numba", threads: int | None = None, keep_paths: bool = True,
-             levels: tuple[float, ...] = (0.95, 0.99)) -> SimResult:
+             levels: tuple[float, ...] = (0.95, 0.99), dtype: str = "float64") -> SimResult:
     """Simulate ``n_paths`` paths of ``pack`` under ``plan`` (``None`` = do-nothing baseline).
 
     ``chunk_size`` bounds memory (rounded up to whole blocks of 1,000 paths) and never
@@ -673,12 +673,23 @@ def simulate(pack: PlanningPack, plan: PlanInputs | None = None, n_paths: int | 
     usable cores) never changes the numbers. ``keep_paths=False`` keeps no per-path rows:
     ``metrics`` is empty and ``summary`` holds the streaming aggregates, with exact VaR and
     CVaR at ``levels``; memory then stays flat in ``n_paths``.
+
+    ``dtype`` (numba only): ``"float64"`` (default) or ``"float32"``, the working type of the
+    kernel's transforms and recurrence. The draws are float64 from the same ``Generator``
+    stream either way (cast afterwards, so every event, disruption and lateness outcome is
+    the float64 run's); per-path metrics are accumulated in float64. float32 moves the
+    mean fill rate, cost and CVaR by far less than their Monte Carlo standard errors
+    (``tests/test_mc_kernel.py``, ``benchmarks/README.md``).
     """
     n = int(pack.n_paths if n_paths is None else n_paths)
     if n <= 0:
         raise ValueError(f"n_paths must be positive, got {n}")
     if engine not in ENGINES:
         raise ValueError(f"engine must be one of {ENGINES}, got {engine!r}")
+    if dtype not in ("float64", "float32"):
+        raise ValueError(f"dtype must be 'float64' or 'float32', got {dtype!r}")
+    if dtype != "float64" and engine != "numba":
+        raise ValueError(f"dtype={dtype!r} needs engine='numba' (the numpy reference is float64 only)")
     seed = pack.seed if seed is None else seed
     ss = seed_sequence(seed)
     plan = plan if plan is not None else plan_inputs(pack)
@@ -688,13 +699,13 @@ def simulate(pack: PlanningPack, plan: PlanInputs | None = None, n_paths: int | 
     per = max(1, -(-chunk // BLOCK_PATHS))
     sizes = _blocks(n)
     nblocks = len(sizes)
-    dtype = metric_dtype(pack)
-    out = np.empty(n if keep_paths else 0, dtype=dtype)
-    agg = None if keep_paths else _Streaming(dtype, n, levels, pack.service_target)
+    rec_dtype = metric_dtype(pack)
+    out = np.empty(n if keep_paths else 0, dtype=rec_dtype)
+    agg = None if keep_paths else _Streaming(rec_dtype, n, levels, pack.service_target)
     chunks = [(b0, min(nblocks, b0 + per)) for b0 in range(0, nblocks, per)]
     done = 0
 
-    scratch = np.empty(0, dtype=dtype)
+    scratch = np.empty(0, dtype=rec_dtype)
 
     def emit(make, m: int) -> None:
         """Records of the next ``m`` paths: ``make(dst)`` fills ``dst`` and returns it."""
@@ -703,7 +714,7 @@ def simulate(pack: PlanningPack, plan: PlanInputs | None = None, n_paths: int | 
             make(out[done:done + m])
         else:
             if len(scratch) < m:
-                scratch = np.empty(m, dtype=dtype)  # reused chunk after chunk
+                scratch = np.empty(m, dtype=rec_dtype)  # reused chunk after chunk
             agg.add(make(scratch[:m]))
         done += m
         if progress is not None:
@@ -714,7 +725,7 @@ def simulate(pack: PlanningPack, plan: PlanInputs | None = None, n_paths: int | 
             rec = simulate_blocks(pack, plan, ss, b0, b1, n)
             emit(lambda dst, rec=rec: _copy_into(rec, dst), len(rec))
     else:
-        _simulate_numba(pack, plan, ss, sizes, chunks, threads, emit)
+        _simulate_numba(pack, plan, ss, sizes, chunks, threads, emit, dtype)
     return SimResult(metrics=out, seed=root_entropy(ss), n_paths=n, chunk_size=per * BLOCK_PATHS,
                      summary=None if agg is None else agg.result(), engine=engine)
 
@@ -725,13 +736,13 @@ def _copy_into(rec: np.ndarray, dst: np.ndarray) -> np.ndarray:
 
 
 def _simulate_numba(pack: PlanningPack, plan: PlanInputs, ss: np.random.SeedSequence, sizes: list[int],
-                    chunks: list[tuple[int, int]], threads: int | None, emit) -> None:
+                    chunks: list[tuple[int, int]], threads: int | None, emit, dtype: str = "float64") -> None:
     """Run ``chunks`` through the numba kernel; turn chunk ``k`` into records while ``k+1`` runs."""
     from concurrent.futures import ThreadPoolExecutor
 
     from peakplan.simulate import kernel
 
-    kp = kernel.kernel_params(pack, plan, _static(pack, plan))
+    kp = kernel.kernel_params(pack, plan, _static(pack, plan), dtype)
     nthreads = kernel.default_threads() if threads is None else max(1, int(threads))
     rows = max(sum(sizes[b0:b1]) for b0, b1 in chunks)
     bufs = [np.empty((kp.n_columns, rows)) for _ in range(2 if nthreads > 1 else 1)]
