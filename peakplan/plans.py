@@ -167,6 +167,16 @@ def plan_to_dict(pack: PlanningPack, plan: Plan) -> dict:
     }
 
 
+def _status(value):
+    """The :class:`peakplan.optimize.SolveStatus` written as ``value`` (kept as is if unknown)."""
+    from peakplan.optimize import SolveStatus
+
+    try:
+        return SolveStatus(value)
+    except ValueError:
+        return value
+
+
 def plan_from_dict(pack: PlanningPack, d: dict) -> Plan:
     """Inverse of :func:`plan_to_dict` for the same pack."""
     levels = np.array([d["levels"][lv.name] for lv in pack.levers], float).reshape(pack.L, pack.T)
@@ -175,5 +185,5 @@ def plan_from_dict(pack: PlanningPack, d: dict) -> Plan:
     return Plan(name=d["name"], label=d["label"], variant=Variant(d["name"], d["label"], v["service"], v["target"],
                                                                    v["level"], v["budget"], v["stress"]),
                 levels=levels, prebuild=prebuild, constraints=d["constraints"], objective=d["objective"],
-                status=d["status"], solve_seconds=d["solve_seconds"], quality=d.get("quality", {}),
+                status=_status(d["status"]), solve_seconds=d["solve_seconds"], quality=d.get("quality", {}),
                 identical_to=d.get("identical_to"))

@@ -4,6 +4,8 @@ import json
 import numpy as np
 import pytest
 from conftest import REFERENCE
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from peakplan import examples
 from peakplan import plans as plans_mod
@@ -165,3 +167,46 @@ def test_cli_exit_code_3_and_escalation_when_a_target_is_out_of_reach(retail_cop
     assert "ESCALATION" in (out / "report.md").read_text()
     assert (out / "plans" / "A.json").exists() and not (out / "plans" / "C.json").exists()
     assert json.loads((out / "manifest.json").read_text())["status"] == "infeasible"
+
+
+def test_method_must_be_known(tiny):
+    with pytest.raises(opt.InputError, match="method must be 'extensive' or 'benders'"):
+        opt.solve_variant(tiny, tiny.variants[0], mc.sample_paths(tiny, 2, 0), method="dual")
+    with pytest.raises(opt.InputError, match="needs solver='highs'"):
+        opt.solve_variant(tiny, tiny.variants[0], mc.sample_paths(tiny, 2, 0), method="benders", solver="cbc")
+
+
+def test_benders_equals_extensive_form_on_the_newsvendor():
+    pack = examples.newsvendor_pack()
+    draws = mc.sample_paths(pack, 60, 3)
+    ext, _ = opt.solve_variant(pack, pack.variants[0], draws)
+    ben, _ = opt.solve_variant(pack, pack.variants[0], draws, method="benders")
+    assert ben.objective == pytest.approx(ext.objective, rel=1e-6)
+    np.testing.assert_allclose(ben.levels, ext.levels, atol=1e-4)
+
+
+@settings(max_examples=5, deadline=None)
+@given(seed=st.integers(0, 10_000), S=st.integers(2, 8), service=st.sampled_from(["none", "expected"]),
+       fixed=st.booleans())
+def test_benders_equals_extensive_form_on_random_small_instances(seed, S, service, fixed):
+    from dataclasses import replace
+
+    pack = roomy(examples.tiny_pack())
+    if not fixed:  # relax-and-fix is a heuristic in both methods; compare the pure LP too
+        pack = pack.replace(levers=tuple(replace(lv, fixed_cost=0.0) for lv in pack.levers))
+    variant = Variant("A", "x", service, 0.8 if service == "expected" else 0.0)
+    draws = mc.sample_paths(pack, S, seed)
+    ext = opt.solve(opt.build_model(pack, draws, variant, pack.budget), pack)
+    ben, info = opt.solve_benders(pack, draws, variant, pack.budget, tol=1e-9)
+    assert ext.status is ben.status
+    if ext.status is opt.SolveStatus.OPTIMAL and not fixed:
+        assert ben.objective == pytest.approx(ext.objective, rel=1e-6)
+        assert info["lower_bound"] <= ben.objective + 1e-6 * abs(ben.objective)
+        opt.check_plan(pack, ben.levels, ben.prebuild, pack.budget, info["flex_spend"])
+
+
+def test_benders_reaches_the_sailco_optimum():
+    pack = examples.sailco_pack()
+    res, _ = opt.solve_variant(pack, pack.variants[0], mc.sample_paths(pack, 1, 0), method="benders")
+    assert res.status is opt.SolveStatus.OPTIMAL
+    assert res.objective == pytest.approx(SAILCO["expected"]["min_total_cost"], rel=1e-6)
