@@ -37,21 +37,7 @@ def file_sha256(path: str | Path) -> str:
 def load_scenario(path: str | Path) -> Scenario:
     """Read and validate a scenario file (YAML, safe-loaded); table paths resolve beside it."""
     p = Path(path)
-    if not p.exists():
-        raise InputError(f"{p}: scenario file not found")
-    if p.is_dir():
-        raise InputError(f"{p}: is a folder; expected a scenario YAML file")
-    try:
-        text = p.read_text(encoding="utf-8")
-    except UnicodeDecodeError as exc:
-        raise InputError(f"{p}: not UTF-8 text (byte {exc.start}); save the scenario as UTF-8") from None
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
-        raise InputError(f"{p}:{where}: YAML syntax error: {problem}") from None
+    data = read_yaml(p, "scenario")
     if data is None:
         raise InputError(f"{p}: the scenario file is empty; expected a mapping with name, calendar, segments, ...")
     if isinstance(data, dict):
