@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import json
 import sys
-import time
 from pathlib import Path
 
 import matplotlib
@@ -23,6 +22,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import registry
 
+from peakplan.bench import best_time  # noqa: E402
 from peakplan.examples import synthetic_pack
 from peakplan.simulate import mc
 
@@ -30,12 +30,7 @@ HERE = Path(__file__).resolve().parent
 
 
 def timed(fn, repeat=2):
-    best = np.inf
-    for _ in range(repeat):
-        t0 = time.perf_counter()
-        fn()
-        best = min(best, time.perf_counter() - t0)
-    return best
+    return best_time(fn, repeat)
 
 
 def sim_time(N, T, R, engine):

@@ -47,7 +47,8 @@ class Figure:
     """numpy normals per second drawing the case's numbers (on as many threads), same process."""
 
 
-def _best(fn: Callable[[], object], repeat: int) -> float:
+def best_time(fn: Callable[[], object], repeat: int) -> float:
+    """Fastest wall time of ``repeat`` calls of ``fn`` (seconds); used by the gate and benchmarks/."""
     best = np.inf
     for _ in range(repeat):
         t0 = time.perf_counter()
@@ -75,13 +76,13 @@ def _calibrate(normals: int, repeat: int, threads: int = 1) -> float:
             g.standard_normal(per)
 
     if threads == 1:
-        return nblocks * per / _best(draw, repeat)
+        return nblocks * per / best_time(draw, repeat)
     with ThreadPoolExecutor(threads) as pool:
         def run():
             for fu in [pool.submit(draw, w) for w in range(threads)]:
                 fu.result()
 
-        return threads * len(range(0, nblocks, threads)) * per / _best(run, repeat)
+        return threads * len(range(0, nblocks, threads)) * per / best_time(run, repeat)
 
 
 def _sim_case(name: str, n: int, engine: str, threads: int, repeat: int) -> Figure:
@@ -93,7 +94,7 @@ def _sim_case(name: str, n: int, engine: str, threads: int, repeat: int) -> Figu
     cells = n * pack.T * pack.R
     normals = n * pack.T * (pack.G + pack.R)
     calib = _calibrate(normals, repeat, threads)
-    dt = _best(lambda: mc.simulate(pack, n_paths=n, seed=3, engine=engine, threads=threads), repeat)
+    dt = best_time(lambda: mc.simulate(pack, n_paths=n, seed=3, engine=engine, threads=threads), repeat)
     return Figure(name, normals / dt / calib, cells / dt, "cells", calib)
 
 
@@ -110,7 +111,7 @@ def _draw_case(n: int, repeat: int) -> Figure:
         for g in block_generators(7, 0, max(1, n // 1000)):
             kernel.draw_only(g, 2 * 52 * 8 * 1000, buf)
 
-    dt = _best(run, repeat)
+    dt = best_time(run, repeat)
     return Figure("kernel_draw_only", m / dt / calib, m / dt, "normals", calib)
 
 
