@@ -91,7 +91,7 @@ def cmd_run(args) -> int:
         res = pipeline.run(args.scenario, args.out, paths=args.paths, seed=args.seed,
                            chunk_size=args.chunk_size, force=args.force, progress=cb,
                            optimize=not args.no_optimize, opt_samples=args.opt_samples,
-                           quality=not args.no_quality, des=not args.no_des)
+                           opt_method=args.opt_method, quality=not args.no_quality, des=not args.no_des)
     finally:
         stop()
     if res.pack.high_flags:
@@ -177,6 +177,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--force", action="store_true", help="replace an existing run directory")
     s.add_argument("--quiet", action="store_true", help="no progress output")
     s.add_argument("--opt-samples", type=int, default=None, help="paths in the optimizer's SAA sample")
+    s.add_argument("--opt-method", choices=("auto", "extensive", "benders"), default=None,
+                   help="how the SAA model is solved (default: the scenario's simulation.opt_method, auto)")
     s.add_argument("--no-optimize", action="store_true", help="baseline only: no Plan A/B/C")
     s.add_argument("--no-quality", action="store_true", help="skip the SAA-gap and VSS statistics")
     s.add_argument("--no-des", action="store_true", help="skip the discrete-event peak model")

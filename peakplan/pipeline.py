@@ -79,7 +79,8 @@ def summary_table(cards: list[Scorecard]) -> pd.DataFrame:
 
 def run(scenario: str | Path, out: str | Path | None = None, *, paths: int | None = None,
         seed: int | None = None, chunk_size: int | None = None, force: bool = False,
-        optimize: bool = True, opt_samples: int | None = None, quality: bool = True, des: bool = True,
+        optimize: bool = True, opt_samples: int | None = None, opt_method: str | None = None,
+        quality: bool = True, des: bool = True,
         workers: int = 1,
         progress: Callable[[int, int], None] | None = None) -> RunResult:
     """Run the pipeline on a scenario file and write the run directory ``out`` atomically.
@@ -117,7 +118,7 @@ def run(scenario: str | Path, out: str | Path | None = None, *, paths: int | Non
         t2 = time.perf_counter()
         opt_seed = np.random.SeedSequence(root_entropy(s), spawn_key=(1,))
         failed: list[InfeasibleError] = []
-        extras["plans"] = optimizer(pack, seed=opt_seed, infeasible=failed, n_samples=opt_samples,
+        extras["plans"] = optimizer(pack, seed=opt_seed, infeasible=failed, n_samples=opt_samples, method=opt_method,
                                    quality=quality and bool(pack.extra.get("plan_quality", True)))
         for exc in failed:
             manifest["status"] = "infeasible"

@@ -170,7 +170,7 @@ def test_cli_exit_code_3_and_escalation_when_a_target_is_out_of_reach(retail_cop
 
 
 def test_method_must_be_known(tiny):
-    with pytest.raises(opt.InputError, match="method must be 'extensive' or 'benders'"):
+    with pytest.raises(opt.InputError, match="method must be one of auto, extensive, benders; got 'dual'"):
         opt.solve_variant(tiny, tiny.variants[0], mc.sample_paths(tiny, 2, 0), method="dual")
     with pytest.raises(opt.InputError, match="needs solver='highs'"):
         opt.solve_variant(tiny, tiny.variants[0], mc.sample_paths(tiny, 2, 0), method="benders", solver="cbc")
