@@ -603,15 +603,16 @@ def solve_benders_chains(pack: PlanningPack, draws: mc.Draws, variant: Variant, 
                     idx = np.append(idx, sg_idx[g, k])
                     val = np.append(val, -e["lam"])
                 rows.append((idx, val, float(e["lag"][k] - gr @ yg)))
-        if res["feasibility"] is not None:  # sum_g (dwin_g - cost_g - grad_g (y - y^k)) >= need
-            idx, val, rhs = [], [], -need
+        if res["feasibility"] is not None:
+            # sum_g (dwin_g - cost_g - grad_g (y - y^k)) >= need, i.e. -sum_g grad_g y >= need - sum_g (dwin_g - cost_g + grad_g y^k)
+            idx, val, rhs = [], [], need
             for e in res["feasibility"]:
                 g = e["g"]
                 gr = e["grad"].sum(axis=0).ravel()
                 nz = np.flatnonzero(np.abs(gr) > 1e-12)
                 idx.append(lev_cols[g][nz])
                 val.append(-gr[nz])
-                rhs += float(oracle.dwin[g].sum() - e["cost"].sum() + gr @ col[lev_cols[g]])
+                rhs -= float(oracle.dwin[g].sum() - e["cost"].sum() + gr @ col[lev_cols[g]])
             rows.append((np.concatenate(idx), np.concatenate(val), rhs))
         return rows
 
@@ -630,6 +631,23 @@ def solve_benders_chains(pack: PlanningPack, draws: mc.Draws, variant: Variant, 
     def oracle_value(col, atol):
         return _recourse_value(oracle, col[y_idx], need, lam, atol)
 
+    if with_service:
+        # a first core inside the feasible region: the master's most capacity (every reserve and flex
+        # lever as high and every release as low as its rules allow), where the target is most reachable
+        base_cost = np.asarray(h.getLp().col_cost_).copy()
+        push = np.zeros(len(base_cost))
+        for i, lv in enumerate(pack.levers):
+            push[y_idx[i]] = 1.0 if lv.kind == "release" else -1.0
+        h.changeColsCost(len(push), np.arange(len(push), dtype=np.int32), push)
+        col, _ = master()
+        h.changeColsCost(len(base_cost), np.arange(len(base_cost), dtype=np.int32), base_cost)
+        if col is not None:
+            rows, value = evaluate(col)
+            if value < ub:
+                ub, core = value, col.copy()
+            for idx, v, lo in rows:
+                h.addRow(lo, np.inf, len(idx), idx.astype(np.int32), v)
+            n_cuts += len(rows)
     if start is not None:  # a full first-stage column at the start levels: the master with y fixed there
         lo_b, hi_b = np.asarray(h.getLp().col_lower_), np.asarray(h.getLp().col_upper_)
         flat = y_idx.ravel().astype(np.int32)
@@ -639,7 +657,8 @@ def solve_benders_chains(pack: PlanningPack, draws: mc.Draws, variant: Variant, 
         h.changeColsBounds(len(flat), flat, lo_b[flat], hi_b[flat])
         if col is not None:
             rows, value = evaluate(col)
-            ub, core = value, col.copy()
+            if value < ub:
+                ub, core = value, col.copy()
             for idx, v, lo in rows:
                 h.addRow(lo, np.inf, len(idx), idx.astype(np.int32), v)
             n_cuts += len(rows)

@@ -326,13 +326,14 @@ def solve_chains(d, c, F, u, b, L, K: int) -> dict:
     """
     if K not in (0, 1):
         raise ValueError(f"chains need max_delay 0 or 1, got {K}")
-    d = np.ascontiguousarray(d, float)
+    d = np.require(np.asarray(d, float), requirements=["C", "W"])  # one compiled signature: writeable C arrays
     C, T = d.shape
-    c = np.ascontiguousarray(np.broadcast_to(c, (C, T)), float)
-    F = np.ascontiguousarray(np.broadcast_to(F, (C, T)), float)
-    L = np.ascontiguousarray(np.broadcast_to(L, (C, T)), float)
-    u = np.ascontiguousarray(np.broadcast_to(u, (C,)), float)
-    b = np.ascontiguousarray(np.broadcast_to(b, (C,)), float)
+
+    def full(x, shape):
+        return np.require(np.broadcast_to(np.asarray(x, float), shape), requirements=["C", "W"])
+
+    c, F, L = full(c, (C, T)), full(F, (C, T)), full(L, (C, T))
+    u, b = full(u, (C,)), full(b, (C,))
     if np.any(c < 0) or np.any(F < 0) or np.any(d < 0):
         raise ValueError("chains need non-negative demand, capacity and flex caps")
     out = {k: np.zeros((C, T)) for k in ("served_new", "served_old", "flex", "loss", "p", "q")}

@@ -1,0 +1,229 @@
+"""The L-shaped method of :mod:`peakplan.benders` against the extensive form solved by ``scipy.optimize.linprog``."""
+
+import importlib
+from dataclasses import replace
+
+import numpy as np
+import pulp
+import pytest
+import scipy.sparse as sp
+from hypothesis import assume, example, given, settings
+from hypothesis import strategies as st
+from scipy.optimize import linprog
+
+from peakplan import examples
+from peakplan.benders import chain_structure, solve_benders
+from peakplan.pack import Variant
+from peakplan.simulate import mc
+
+opt = importlib.import_module("peakplan.optimize")  # the module; `peakplan.optimize` is the function
+
+NONE = Variant("N", "cost only", "none", 0.0)
+
+
+def linprog_optimum(prob: pulp.LpProblem, fix: dict | None = None) -> float | None:
+    """The optimum of a continuous minimisation ``prob`` by ``linprog(method="highs")``; None if infeasible.
+
+    Independent of pulp's solver interface: the matrices are read off the pulp objects.
+    ``fix`` maps variable names to values they are fixed at.
+    """
+    assert prob.sense == pulp.LpMinimize
+    fix = fix or {}
+    variables = prob.variables()
+    col = {v.name: j for j, v in enumerate(variables)}
+    assert len(col) == len(variables)
+    n = len(variables)
+    cost = np.zeros(n)
+    for v, a in prob.objective.items():
+        cost[col[v.name]] += a
+    rows = {"ub": ([], [], [], []), "eq": ([], [], [], [])}  # row, column, value, rhs
+    for con in prob.constraints():
+        if con.sense == pulp.LpConstraintEQ:
+            kind, sign = "eq", 1.0
+        elif con.sense == pulp.LpConstraintLE:
+            kind, sign = "ub", 1.0
+        else:
+            assert con.sense == pulp.LpConstraintGE
+            kind, sign = "ub", -1.0
+        r, c, a, rhs = rows[kind]
+        k = len(rhs)
+        for v, coef in con.items():
+            r.append(k)
+            c.append(col[v.name])
+            a.append(sign * coef)
+        rhs.append(-sign * float(con.constant))  # sum a x + constant (sense) 0
+
+    def matrix(kind):
+        r, c, a, rhs = rows[kind]
+        if not rhs:
+            return None, None
+        return sp.csr_matrix((a, (r, c)), shape=(len(rhs), n)), np.array(rhs)
+
+    A_ub, b_ub = matrix("ub")
+    A_eq, b_eq = matrix("eq")
+    bounds = []
+    for v in variables:
+        assert v.cat == pulp.LpContinuous
+        lo, hi = v.lowBound, v.upBound
+        if v.name in fix:
+            lo = hi = fix[v.name]
+        bounds.append((lo, hi))
+    res = linprog(cost, A_ub=A_ub, b_ub=b_ub, A_eq=A_eq, b_eq=b_eq, bounds=bounds, method="highs")
+    if res.status == 2:
+        return None
+    assert res.status == 0, res.message
+    return float(res.fun) + float(prob.objective.constant)
+
+
+def test_linprog_helper_on_a_hand_lp():
+    """min 2x + 3y + z + 5 s.t. x + y >= 4, x - y <= 1, x + z == 3, y <= 10, w free in [1, 2] with cost 1."""
+    prob = pulp.LpProblem("hand", pulp.LpMinimize)
+    x = prob.add_variable("x", lowBound=0)
+    y = prob.add_variable("y", lowBound=0, upBound=10)
+    z = prob.add_variable("z", lowBound=0)
+    w = prob.add_variable("w", lowBound=1, upBound=2)  # in no constraint: only its bound and cost
+    prob += 2 * x + 3 * y + z + w + 5
+    prob += x + y >= 4, "cover"
+    prob += x - y <= 1, "gap"
+    prob += x + z == 3, "link"
+    # x = 2.5, y = 1.5, z = 0.5, w = 1: 5 + 4.5 + 0.5 + 1 + 5
+    assert linprog_optimum(prob) == pytest.approx(16.0, abs=1e-9)
+    assert linprog_optimum(prob, fix={"x": 0.0}) == pytest.approx(3 * 4 + 3 + 1 + 5, abs=1e-9)
+    assert linprog_optimum(prob, fix={"y": 0.0}) is None  # x <= 1 then, x + y >= 4 fails
+
+
+def _tie_free(pack):
+    """The pack without fixed order costs, so the extensive form is one LP (no relax-and-fix)."""
+    return pack.replace(levers=tuple(replace(lv, fixed_cost=0.0) for lv in pack.levers))
+
+
+def _check_against_linprog(pack, draws, variant, res, info):
+    """Benders' objective equals the LP optimum, its lower bound is below it, and its plan costs what it says."""
+    model = opt.build_model(pack, draws, variant)
+    best = linprog_optimum(model.prob)
+    assert best is not None
+    assert res.status is opt.SolveStatus.OPTIMAL
+    assert res.objective == pytest.approx(best, rel=1e-6)
+    assert info["lower_bound"] <= best + 1e-6 * abs(best)
+    # the returned plan is feasible and its exact SAA cost is the reported objective
+    fixed = linprog_optimum(model.prob, fix={v.name: float(res.levels[i, t]) for (i, t), v in model.y.items()})
+    assert fixed is not None
+    assert fixed == pytest.approx(res.objective, rel=1e-6)
+    return best
+
+
+@settings(max_examples=6, deadline=None)
+@example(T=4, R=1, seed=0, S=2, service="expected", target=0.99, penalty=5.0)  # the target binds
+@example(T=8, R=3, seed=7, S=6, service="none", target=0.5, penalty=50.0)
+@given(T=st.integers(4, 8), R=st.integers(1, 3), seed=st.integers(0, 10_000), S=st.integers(2, 6),
+       service=st.sampled_from(["none", "expected"]),
+       target=st.one_of(st.sampled_from([0.5, 0.9, 0.99, 0.999]), st.floats(0.5, 0.999)),
+       penalty=st.sampled_from([50.0, 5.0]))
+def test_chain_benders_equals_the_extensive_form(T, R, seed, S, service, target, penalty):
+    """Random chain-eligible instances; a low penalty makes the fill target bind."""
+    pack = examples.synthetic_pack(T, R, seed=seed % 50)
+    pack = pack.replace(penalty=np.full(pack.G, penalty))
+    draws = mc.sample_paths(pack, S, seed)
+    variant = Variant("V", "v", service, target if service == "expected" else 0.0)
+    assert isinstance(chain_structure(pack, variant, None), dict)
+    model = opt.build_model(pack, draws, variant)
+    best = linprog_optimum(model.prob)
+    assume(best is not None)
+    # pulp + HiGHS on the extensive form agrees with linprog on the same matrices
+    ext = opt.solve(model, pack)
+    assert ext.status is opt.SolveStatus.OPTIMAL
+    assert ext.objective == pytest.approx(best, rel=1e-7)
+    res, info = solve_benders(pack, draws, variant, tol=1e-9, subproblem="chains")
+    assert info["subproblem"] == "chains"
+    _check_against_linprog(pack, draws, variant, res, info)
+
+
+@pytest.mark.parametrize("variant", [NONE, Variant("E", "e", "expected", 0.99),
+                                     Variant("C", "c", "cvar", 0.95, level=0.95)], ids=lambda v: v.service)
+def test_lp_benders_equals_the_extensive_form_on_tiny(variant):
+    tiny = _tie_free(examples.tiny_pack())
+    tiny = tiny.replace(levers=tuple(replace(lv, quota=lv.quota * 3) if lv.kind != "release" else lv
+                                     for lv in tiny.levers))
+    draws = mc.sample_paths(tiny, 3, 3)
+    assert isinstance(chain_structure(tiny, variant, None), str)
+    res, info = solve_benders(tiny, draws, variant, tol=1e-9)
+    assert info["subproblem"] == "lp"
+    assert ("cvar" if variant.service == "cvar" else "loads 2 resources") in info["why_not_chains"]
+    best = _check_against_linprog(tiny, draws, variant, res, info)
+    assert opt.solve(opt.build_model(tiny, draws, variant), tiny).objective == pytest.approx(best, rel=1e-7)
+
+
+def _low_penalty_pack():
+    pack = examples.synthetic_pack(6, 2)
+    return pack.replace(penalty=np.full(pack.G, 5.0))
+
+
+def test_binding_expected_fill_target_matches_linprog():
+    """With a penalty of 5 losing is cheaper than capacity: a 99.9% fill target binds (and is reachable)."""
+    pack = _low_penalty_pack()
+    draws = mc.sample_paths(pack, 4, 0)
+    free = linprog_optimum(opt.build_model(pack, draws, NONE).prob)
+    variant = Variant("E", "e", "expected", 0.999)
+    bound = linprog_optimum(opt.build_model(pack, draws, variant).prob)
+    assert bound is not None
+    assert bound > free * (1 + 1e-3)  # the target binds
+    assert linprog_optimum(opt.build_model(pack, draws, replace(variant, target=0.9999)).prob) > bound
+    res, info = solve_benders(pack, draws, variant, tol=1e-9, subproblem="chains")
+    assert info["subproblem"] == "chains"
+    _check_against_linprog(pack, draws, variant, res, info)
+
+
+def test_lp_benders_on_the_binding_instance():
+    """The HiGHS subproblem on the instance of the previous test: the same optimum."""
+    pack = _low_penalty_pack()
+    draws = mc.sample_paths(pack, 4, 0)
+    variant = Variant("E", "e", "expected", 0.999)
+    res, info = solve_benders(pack, draws, variant, tol=1e-9, subproblem="lp")
+    assert info["subproblem"] == "lp"
+    _check_against_linprog(pack, draws, variant, res, info)
+
+
+def test_unreachable_fill_target_is_reported_infeasible():
+    """Demand doubled: not even every lever at its quota serves 99% of it."""
+    pack = _low_penalty_pack()
+    pack = pack.replace(demand_mu=pack.demand_mu + np.log(2.0))
+    draws = mc.sample_paths(pack, 4, 0)
+    variant = Variant("E", "e", "expected", 0.99)
+    assert linprog_optimum(opt.build_model(pack, draws, variant).prob) is None
+    res, _ = solve_benders(pack, draws, variant, tol=1e-9, subproblem="chains", max_iter=100)
+    assert res.status is opt.SolveStatus.INFEASIBLE
+    assert np.isnan(res.objective)
+
+
+def test_chain_structure_accepts_synthetic_and_names_what_breaks_it():
+    pack = examples.synthetic_pack(6, 3)
+    ok = chain_structure(pack, NONE, None)
+    assert isinstance(ok, dict)
+    np.testing.assert_array_equal(ok["resource"], np.arange(3))
+    np.testing.assert_array_equal(ok["load"], np.ones(3))
+    expected = Variant("E", "e", "expected", 0.95)
+    assert isinstance(chain_structure(pack, expected, None), dict)
+    assert isinstance(chain_structure(pack, expected, 1e9), str)  # budget + flex levers
+    assert "cvar" in chain_structure(pack, Variant("C", "c", "cvar", 0.95, level=0.95), None)
+    assert "quantile" in chain_structure(pack, Variant("Q", "q", "quantile", 0.95), None)
+    assert "max_delay is 2" in chain_structure(pack.replace(max_delay=2), NONE, None)
+    assert isinstance(chain_structure(pack.replace(max_delay=0), NONE, None), dict)
+    shared = pack.replace(load=np.array([[1.0, 0.0, 0.0], [1.0, 0.0, 0.0], [0.0, 0.0, 1.0]]))
+    assert "several segments" in chain_structure(shared, NONE, None)
+    two = pack.replace(load=np.array([[1.0, 0.5, 0.0], [0.0, 1.0, 0.0], [0.0, 0.0, 1.0]]))
+    assert "loads 2 resources" in chain_structure(two, NONE, None)
+    assert "loads 2 resources" in chain_structure(examples.tiny_pack(), NONE, None)
+
+
+def test_chains_on_an_ineligible_pack_raise_and_auto_falls_back():
+    tiny = examples.tiny_pack()
+    draws = mc.sample_paths(tiny, 2, 0)
+    with pytest.raises(ValueError, match="chain subproblem does not apply: segment north loads 2 resources"):
+        solve_benders(tiny, draws, NONE, subproblem="chains")
+    pack = examples.synthetic_pack(4, 1)
+    with pytest.raises(ValueError, match="does not apply: max_delay is 2"):
+        solve_benders(pack.replace(max_delay=2), mc.sample_paths(pack, 2, 0), NONE, subproblem="chains")
+    with pytest.raises(ValueError, match="subproblem must be"):
+        solve_benders(pack, mc.sample_paths(pack, 2, 0), NONE, subproblem="dp")
+    _, info = solve_benders(pack, mc.sample_paths(pack, 2, 0), NONE)
+    assert info["subproblem"] == "chains"
