@@ -492,7 +492,7 @@ def _recourse_value(oracle: ChainOracle, levels: np.ndarray, need: float | None,
     span = s_hi - s_lo
     alpha = 1.0 if span <= 0 else min(1.0, max(0.0, (need - s_lo) / span))
     evals = hi + (lo if lo is not e0 else [])
-    return {"value": alpha * c_hi + (1 - alpha) * c_lo, "lam": hi[0]["lam"], "evals": e0 + evals, "feasibility": None}
+    return {"value": alpha * c_hi + (1 - alpha) * c_lo, "lam": hi[0]["lam"], "evals": e0 + evals, "feasibility": fz}
 
 
 def solve_benders_chains(pack: PlanningPack, draws: mc.Draws, variant: Variant, budget: float | None,
@@ -603,17 +603,17 @@ def solve_benders_chains(pack: PlanningPack, draws: mc.Draws, variant: Variant, 
                     idx = np.append(idx, sg_idx[g, k])
                     val = np.append(val, -e["lam"])
                 rows.append((idx, val, float(e["lag"][k] - gr @ yg)))
-        if res["feasibility"] is not None:
-            # sum_g (dwin_g - cost_g - grad_g (y - y^k)) >= need, i.e. -sum_g grad_g y >= need - sum_g (dwin_g - cost_g + grad_g y^k)
-            idx, val, rhs = [], [], need
+        if res["feasibility"] is not None and with_service:
+            # per (segment, cluster): sigma_gk <= most servable_gk(y) <= dwin_gk - cost_gk - grad_gk (y - y^k)
             for e in res["feasibility"]:
                 g = e["g"]
-                gr = e["grad"].sum(axis=0).ravel()
-                nz = np.flatnonzero(np.abs(gr) > 1e-12)
-                idx.append(lev_cols[g][nz])
-                val.append(-gr[nz])
-                rhs -= float(oracle.dwin[g].sum() - e["cost"].sum() + gr @ col[lev_cols[g]])
-            rows.append((np.concatenate(idx), np.concatenate(val), rhs))
+                yg = col[lev_cols[g]]
+                for k in range(K):
+                    gr = e["grad"][k].ravel()
+                    nz = np.flatnonzero(np.abs(gr) > 1e-12)
+                    idx = np.concatenate([[sg_idx[g, k]], lev_cols[g][nz]])
+                    val = np.concatenate([[-1.0], -gr[nz]])
+                    rows.append((idx, val, float(-(oracle.dwin[g, k] - e["cost"][k] + gr @ yg))))
         return rows
 
     def violated(rows, col):
