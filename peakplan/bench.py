@@ -115,6 +115,22 @@ def _draw_case(n: int, repeat: int) -> Figure:
     return Figure("kernel_draw_only", m / dt / calib, m / dt, "normals", calib)
 
 
+def _chain_case(n: int, repeat: int) -> Figure:
+    """The optimizer's hot loop: the exact chain DP of :mod:`peakplan.recourse` (chain-periods/s)."""
+    from peakplan.recourse import solve_chains
+
+    T = 52
+    rng = np.random.default_rng(11)
+    d = rng.lognormal(np.log(100.0), 0.15, (n, T)) * np.where(np.arange(T) >= 40, 1.4, 1.0)
+    c = 105.0 * rng.normal(0.96, 0.02, (n, T))
+    F = np.full((n, T), 20.0)
+    L = np.full((n, T), 50.0)
+    solve_chains(d[:10], c[:10], F[:10], 25.0, 1.0, L[:10], 1)  # warm (compile)
+    calib = _calibrate(n * T, repeat)
+    dt = best_time(lambda: solve_chains(d, c, F, 25.0, 1.0, L, 1), repeat)
+    return Figure("recourse_chains", n * T / dt / calib, n * T / dt, "chain-periods", calib)
+
+
 def measure(quick: bool = False, repeat: int | None = None) -> list[Figure]:
     """Measure the gate's figures (``quick``: smaller sizes, for CI)."""
     rep = repeat or (3 if quick else 5)
@@ -123,6 +139,7 @@ def measure(quick: bool = False, repeat: int | None = None) -> list[Figure]:
         _sim_case("simulate_numba_1thread", n, "numba", 1, rep),
         _sim_case("simulate_numpy", n // 5, "numpy", 1, rep),
         _draw_case(n, rep),
+        _chain_case(n // 2, rep),
     ]
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
     if cores >= 2:

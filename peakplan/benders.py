@@ -1,4 +1,22 @@
-"""L-shaped (Benders) decomposition of the SAA model of :mod:`peakplan.optimize`."""
+"""L-shaped (Benders) decomposition of the SAA model of :mod:`peakplan.optimize`.
+
+The master problem is the first stage exactly as the extensive form states it (the same
+``define_first_stage`` / ``define_lever_rules`` blocks, pulp-built, solved by HiGHS through
+highspy and grown row by row); the recourse enters through cuts. Two subproblem oracles:
+
+- **chains** (:func:`solve_benders_chains`): where every segment has a resource of its own,
+  ``max_delay`` is 0 or 1, nothing is storable and the target is an expected fill (or
+  none), each path's second stage is one small LP per segment, solved exactly and with
+  verified duals by :func:`peakplan.recourse.solve_chains`. Fast: this is the method behind
+  the scale figures in ``benchmarks/README.md``.
+- **lp** (:func:`_solve_benders_lp`): any pack. Every path's LP (built by
+  ``define_second_stage``) is re-solved by HiGHS with a warm basis; the coupling quantities
+  are master variables. Exact but slow; it exists so that ``method="benders"`` is defined
+  everywhere and for cross-checks.
+
+:func:`solve_benders` picks between them; :func:`chain_structure` says why a pack is not
+eligible for chains.
+"""
 
 from __future__ import annotations
 
@@ -175,16 +193,12 @@ def _solve_benders_lp(pack: PlanningPack, draws: mc.Draws, variant: Variant, bud
     exact SAA cost of the returned plan), ``gap`` the final relative gap. Fixed order costs
     get the extensive form's relax-and-fix treatment.
 
-    Status: EXPERIMENTAL and slow. Exact where it converges (newsvendor, Sailco, random
-    tiny instances: equal to the extensive form within 1e-6 relative; one early run on the
-    T=52, R=8 synthetic pack at S=50 matched to 6e-10 after 138 iterations), but plain
-    multi-cut L-shaped tails off on the synthetic pack (S=10: relative gap ~2e-4 after 300
-    iterations, ~100 s) while the extensive form takes ~1.4 s. The subproblem is the joint
-    LP of all paths re-solved by HiGHS with a warm basis. Needed: a vectorized
-    recurrence-based subproblem and a stabilised (level/trust-region) master. Use
-    ``method="extensive"`` (the default) for production. Returns the result and an info
-    dict (iterations, bounds, elastic
-    slack, expected flex spend as bounded by its link).
+    Status: the general fallback, exact and slow. It equals the extensive form within 1e-6
+    relative on the newsvendor, Sailco and random tiny instances, but plain multi-cut
+    L-shaped with HiGHS re-solving the joint LP of all paths tails off on large packs (T=52,
+    R=8, S=10: relative gap ~2e-4 after 300 iterations). Packs the chain oracle accepts go to
+    :func:`solve_benders_chains` instead. Returns the result and an info dict (iterations,
+    bounds, elastic slack, expected flex spend as bounded by its link).
     """
     t0 = time.perf_counter()
     links = _stage2_links(pack, variant, budget)

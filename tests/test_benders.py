@@ -2,6 +2,7 @@
 
 import importlib
 from dataclasses import replace
+from pathlib import Path
 
 import numpy as np
 import pulp
@@ -227,3 +228,24 @@ def test_chains_on_an_ineligible_pack_raise_and_auto_falls_back():
         solve_benders(pack, mc.sample_paths(pack, 2, 0), NONE, subproblem="dp")
     _, info = solve_benders(pack, mc.sample_paths(pack, 2, 0), NONE)
     assert info["subproblem"] == "chains"
+
+
+def test_auto_method_uses_chains_where_they_apply_and_plans_record_it():
+    from peakplan.compile import build_pack
+
+    pack = examples.synthetic_pack(6, 2)
+    lean = Variant("A", "lean", "expected", 0.9)
+    resilient = Variant("C", "resilient", "cvar", 0.9, level=0.95)
+    assert opt.resolve_method(pack, lean, "auto") == "benders"
+    assert opt.resolve_method(pack, lean, "auto", solver="cbc") == "extensive"
+    assert opt.resolve_method(pack, resilient, "auto") == "extensive"
+    assert opt.resolve_method(pack, resilient, "benders") == "benders"
+    retail = build_pack(Path(__file__).parents[1] / "scenarios" / "retail_peak.yaml")
+    assert {opt.resolve_method(retail, v, "auto") for v in retail.variants} == {"extensive"}
+    plans = opt.optimize(pack.replace(variants=(lean, resilient)), n_samples=6, seed=3, quality=False)
+    assert plans["A"].constraints["method"] == "benders"
+    assert plans["C"].constraints["method"] == "extensive"
+    assert plans["A"].constraints["solver_gap"] <= 1e-6
+    # the same plan either way: auto's Benders against the extensive form on the same sample
+    ext = opt.optimize(pack.replace(variants=(lean,)), n_samples=6, seed=3, quality=False, method="extensive")
+    assert plans["A"].objective == pytest.approx(ext["A"].objective, rel=1e-6)
