@@ -249,3 +249,17 @@ def test_auto_method_uses_chains_where_they_apply_and_plans_record_it():
     # the same plan either way: auto's Benders against the extensive form on the same sample
     ext = opt.optimize(pack.replace(variants=(lean,)), n_samples=6, seed=3, quality=False, method="extensive")
     assert plans["A"].objective == pytest.approx(ext["A"].objective, rel=1e-6)
+
+
+def test_a_solve_stopped_early_is_labelled_and_still_a_checked_plan():
+    pack = examples.synthetic_pack(8, 2)
+    draws = mc.sample_paths(pack, 20, 4)
+    lean = Variant("A", "lean", "expected", 0.9)
+    res, info = solve_benders(pack, draws, lean, None, tol=1e-9, max_iter=2)
+    assert res.status is opt.SolveStatus.TIME_LIMIT
+    assert np.isfinite(res.objective) and res.gap > 1e-9
+    assert info["lower_bound"] <= res.objective
+    opt.check_plan(pack, res.levels, res.prebuild)
+    full, _ = solve_benders(pack, draws, lean, None, tol=1e-9)
+    assert full.status is opt.SolveStatus.OPTIMAL
+    assert info["lower_bound"] <= full.objective * (1 + 1e-9) <= res.objective * (1 + 1e-9)
