@@ -5,7 +5,8 @@
 
 Log-log axes; the dotted line in each panel is slope 1 (linear scaling) through the first
 point. Simulation runs the numba kernel on one thread and the numpy reference for
-comparison; the S panel times :func:`peakplan.optimize.optimize` when it exists.
+comparison; the S panel plots the optimizer's own measurements (``optimize_curve.json`` and
+``optimize_compare.json``, written by ``test_bench_optimize.py --curve`` / ``--compare``).
 """
 
 from __future__ import annotations
@@ -20,7 +21,6 @@ import matplotlib.ticker
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import numpy as np
-import registry
 
 from peakplan.bench import best_time  # noqa: E402
 from peakplan.examples import synthetic_pack
@@ -46,19 +46,25 @@ def sweep():
         data["N"][engine] = [(n, sim_time(n, 52, 8, engine)) for n in Ns]
         data["T"][engine] = [(t, sim_time(10_000, t, 8, engine)) for t in (13, 26, 52, 104, 208)]
         data["R"][engine] = [(r, sim_time(10_000, 52, r, engine)) for r in (2, 4, 8, 16, 32)]
-    if registry.module_exists("peakplan.optimize"):
-        import pytest
-
-        points = []
-        for S in (50, 100, 200, 400):
-            try:
-                work = registry.optimize(registry.Case("s", N=0, T=52, R=8, S=S, des_horizon=0.0))
-            except pytest.skip.Exception:
-                break
-            points.append((S, timed(work.run, 1)))
-        if points:
-            data["S"]["optimize"] = points
+    data["S"] = optimizer_points()
     return data
+
+
+def optimizer_points() -> dict:
+    """The S panel: the optimizer's own measurements (test_bench_optimize.py --curve / --compare)."""
+    out = {}
+    curve, compare = HERE / "optimize_curve.json", HERE / "optimize_compare.json"
+    if curve.exists():
+        rows = json.loads(curve.read_text())
+        for label in ("lean", "tight"):
+            pts = [(r["S"], r["seconds"]) for r in rows if r["variant"] == label]
+            if pts:
+                out[f"L-shaped, {label} (0.1 % gap)"] = pts
+    if compare.exists():
+        pts = [(r["S"], r["extensive_s"]) for r in json.loads(compare.read_text()) if r["variant"] == "lean"]
+        if pts:
+            out["extensive form, lean"] = pts
+    return out
 
 
 def plot(data, path):
@@ -76,7 +82,7 @@ def plot(data, path):
             ax.text(0.5, 0.5, "optimize not available yet", ha="center", va="center", transform=ax.transAxes)
         if key != "N" and data[key]:
             xs = sorted({pt[0] for pts in data[key].values() for pt in pts})
-            ax.set_xticks(xs, [f"{v:g}" for v in xs])
+            ax.set_xticks(xs, [f"{v / 1000:g}k" if v >= 1000 else f"{v:g}" for v in xs])
             ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
         ax.set_xlabel(labels[key])
         ax.set_ylabel("wall time (s)")
@@ -90,6 +96,8 @@ def plot(data, path):
 def main() -> int:
     if "--replot" in sys.argv:  # redraw from scaling.json without measuring
         data = json.loads((HERE / "scaling.json").read_text())
+        data["S"] = optimizer_points()
+        (HERE / "scaling.json").write_text(json.dumps(data, indent=2) + "\n")
     else:
         data = sweep()
         (HERE / "scaling.json").write_text(json.dumps(data, indent=2) + "\n")
