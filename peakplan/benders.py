@@ -5,11 +5,13 @@ The master problem is the first stage exactly as the extensive form states it (t
 highspy and grown row by row); the recourse enters through cuts. Two subproblem oracles:
 
 - **chains** (:func:`solve_benders_chains`): where every segment has a resource of its own,
-  ``max_delay`` is 0 or 1, nothing is storable and the target is an expected fill (or
-  none), each path's second stage is one small LP per segment, solved exactly and with
-  verified duals by :func:`peakplan.recourse.solve_chains`. Fast: this is the method behind
-  the scale figures in ``benchmarks/README.md``.
-- **lp** (:func:`_solve_benders_lp`): any pack. Every path's LP (built by
+  ``max_delay`` is 0 or 1, nothing is storable and no budget is shared with flex spend, each
+  path's second stage is one small LP per segment, solved exactly and with verified duals
+  by :func:`peakplan.recourse.solve_chains`. Every service form is covered: an expected
+  fill through one multiplier per point, the quantile and CVaR bounds through a price per
+  chain on its lost window units. Fast: this is the method behind the scale figures in
+  ``benchmarks/README.md``.
+- **lp** (:func:`peakplan.benders_lp.solve_benders_lp`): any pack. Every path's LP (built by
   ``define_second_stage``) is re-solved by HiGHS with a warm basis; the coupling quantities
   are master variables. Exact but slow; it exists so that ``method="benders"`` is defined
   everywhere and for cross-checks.
@@ -21,7 +23,6 @@ eligible for chains.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
 
 import numpy as np
 import pulp
@@ -36,294 +37,11 @@ from peakplan.optimize import (
     _vname,
     define_first_stage,
     define_lever_rules,
-    define_second_stage,
-    define_service,
 )
 from peakplan.pack import PlanningPack, Variant
 from peakplan.simulate import mc
 
 __all__ = ["solve_benders"]
-
-
-# --------------------------------------------------------------------------------------
-_FIRST_STAGE_ROWS = ("cap", "flex_cap", "build_cap", "link")
-
-
-@dataclass
-class _Sub:
-    """The second stage of every path with the first stage fixed, held in one HiGHS model.
-
-    With the first stage fixed the LP separates into one block per path, so the optimal
-    row duals of the joint LP are optimal duals of every block: ``dQ_s/dy = -sum_rows(s)
-    pi_row * a_row,y`` (``a`` the row's coefficient on the fixed first-stage column).
-    """
-
-    highs: object
-    fixed_cols: np.ndarray
-    """Column index in HiGHS of every first-stage copy, in master order."""
-    grad: object
-    """Sparse ``[n_rows_linked, n_fixed]`` coefficients of the fixed columns."""
-    row_index: np.ndarray
-    row_path: np.ndarray
-    col_path: np.ndarray
-    cost: np.ndarray
-    const: np.ndarray
-    slack_cols: np.ndarray
-
-
-def _stage2_links(pack: PlanningPack, variant: Variant, budget: float | None) -> list[str]:
-    """Second-stage quantities the master must see per path: ``served``, ``lost``, ``flex``."""
-    links = []
-    if variant.service == "expected" and variant.target > 0:
-        links.append("served")
-    elif variant.service in ("quantile", "cvar") and variant.target > 0:
-        links.append("lost")
-    if budget is not None and any(lv.kind == "flex" for lv in pack.levers):
-        links.append("flex")
-    return links
-
-
-def _build_sub(pack: PlanningPack, draws: mc.Draws, links: list[str], solver_opts: pulp.HiGHS, big_m: float) -> tuple:
-    import scipy.sparse as sp
-
-    m = Model(prob=pulp.LpProblem("peakplan_stage2", pulp.LpMinimize), y={}, pb={})
-    fixed = []
-    for i, lv in enumerate(pack.levers):
-        for t in range(pack.T):
-            m.y[i, t] = m.prob.add_variable(_vname("y", lv.name, t), lowBound=0, upBound=0)
-            fixed.append(m.y[i, t])
-    for g in np.flatnonzero(pack.arr("storable").astype(bool)):
-        for t in range(pack.T):
-            m.pb[t, g] = m.prob.add_variable(_vname("prebuild", pack.segments[g], t), lowBound=0, upBound=0)
-            fixed.append(m.pb[t, g])
-    stage2 = define_second_stage(m, pack, draws)
-    S = len(stage2["path_cost"])
-    slacks, link_vars = [], {}
-    for k in links:
-        for s in range(S):
-            z = m.prob.add_variable(_vname("link", k, s), lowBound=0, upBound=0)
-            e = m.prob.add_variable(_vname("elastic", k, s), lowBound=0)
-            slacks.append(e)
-            fixed.append(z)
-            link_vars[k, s] = z
-            if k == "served":
-                m.prob += stage2["served_win"][s] + e >= z, _vname("link", s, k)
-            elif k == "lost":
-                m.prob += stage2["lost_win"][s] - e <= z, _vname("link", s, k)
-            else:
-                m.prob += stage2["flex_spend"][s] - e <= z, _vname("link", s, k)
-    m.prob += pulp.lpSum(stage2["path_cost"]) + big_m * pulp.lpSum(slacks)
-    solver_opts.createAndConfigureSolver(m.prob)
-    solver_opts.buildSolverModel(m.prob)
-    h = m.prob.solverModel
-    h.setOptionValue("presolve", "off")  # re-solves change bounds only: keep the warm basis
-    fixed_idx = {v.name: j for j, v in enumerate(fixed)}
-    rows, cols, vals, row_ids, row_path = [], [], [], [], []
-    for con in m.prob.constraints():
-        name = con.name
-        head = name.split("__", 2)
-        if head[0] not in _FIRST_STAGE_ROWS:
-            continue
-        k = len(row_ids)
-        hit = False
-        for var, a in con.items():
-            j = fixed_idx.get(var.name)
-            if j is not None and a != 0:
-                rows.append(k)
-                cols.append(j)
-                vals.append(a)
-                hit = True
-        if hit:
-            row_ids.append(con.index)
-            row_path.append(int(head[1]))
-    grad = sp.csr_matrix((vals, (rows, cols)), shape=(len(row_ids), len(fixed)))
-    variables = m.prob.variables()
-    col_path = np.full(len(variables), -1, int)
-    cost = np.zeros(len(variables))
-    obj = m.prob.objective
-    for v in variables:
-        parts = v.name.split("__")
-        if parts[0] in ("x", "from_stock", "build", "flex") and len(parts) > 1:
-            col_path[v.index] = int(parts[1])
-        elif parts[0] == "elastic":
-            col_path[v.index] = int(parts[2])
-        cost[v.index] = obj.get(v, 0.0)
-    const = np.array([float(pc.constant) for pc in stage2["path_cost"]])
-    sub = _Sub(h, np.array([v.index for v in fixed]), grad, np.array(row_ids), np.array(row_path), col_path,
-               cost, const, np.array([e.index for e in slacks], int))
-    return sub, fixed, link_vars
-
-
-def _solve_sub(sub: _Sub, values: np.ndarray, S: int) -> tuple[np.ndarray, np.ndarray, float]:
-    """Per-path optimal cost ``Q_s`` and subgradients ``[S, n_fixed]`` at first stage ``values``."""
-    import scipy.sparse as sp
-
-    h = sub.highs
-    n = len(sub.fixed_cols)
-    h.changeColsBounds(n, sub.fixed_cols.astype(np.int32), values, values)
-    with _quiet_stdout():
-        h.run()
-    if h.getModelStatus() != h.getModelStatus().__class__.kOptimal:
-        raise SolverError(f"second stage: HiGHS returned {h.modelStatusToString(h.getModelStatus())}")
-    sol = h.getSolution()
-    x = np.asarray(sol.col_value)
-    pi = np.asarray(sol.row_dual)[sub.row_index]
-    q = np.bincount(sub.col_path[sub.col_path >= 0], (sub.cost * x)[sub.col_path >= 0], minlength=S) + sub.const
-    # dQ_s/dy = -sum over the path's rows of pi * a
-    P = sp.csr_matrix((pi, (sub.row_path, np.arange(len(pi)))), shape=(S, len(pi)))
-    g = -(P @ sub.grad).toarray()
-    slack = float(x[sub.slack_cols].sum()) if len(sub.slack_cols) else 0.0
-    return q, g, slack
-
-
-def _solve_benders_lp(pack: PlanningPack, draws: mc.Draws, variant: Variant, budget: float | None = None, *,
-                      time_limit: float | None = None, tol: float = 1e-7, max_iter: int = 500) -> tuple[SolveResult, dict]:
-    """Multi-cut L-shaped method (Van Slyke & Wets 1969; Birge & Louveaux 1988) for the SAA model.
-
-    Master: the first stage (``define_first_stage``, ``define_lever_rules``), one cost
-    variable ``theta_s`` per path, and per path the second-stage quantities the coupling
-    constraints need (served or lost units in the service window, flex spend for the
-    budget) as first-stage *link* variables, on which the service and budget constraints
-    are stated exactly as in the extensive form. Subproblem: every path's recourse with
-    the first stage and the links fixed; the link rows are elastic at a large price, so it
-    is always feasible and its cuts act as feasibility cuts. Optimality cuts
-    ``theta_s >= Q_s(x^k) + g_s^k (x - x^k)`` come from the optimal row duals.
-
-    Stops when ``(UB - LB) / |UB| <= tol``; the reported objective is the upper bound (the
-    exact SAA cost of the returned plan), ``gap`` the final relative gap. Fixed order costs
-    get the extensive form's relax-and-fix treatment.
-
-    Status: the general fallback, exact and slow. It equals the extensive form within 1e-6
-    relative on the newsvendor, Sailco and random tiny instances, but plain multi-cut
-    L-shaped with HiGHS re-solving the joint LP of all paths tails off on large packs (T=52,
-    R=8, S=10: relative gap ~2e-4 after 300 iterations). Packs the chain oracle accepts go to
-    :func:`solve_benders_chains` instead. Returns the result and an info dict (iterations,
-    bounds, elastic slack, expected flex spend as bounded by its link).
-    """
-    t0 = time.perf_counter()
-    links = _stage2_links(pack, variant, budget)
-    scale = float(max(np.max(pack.penalty), max((lv.unit_cost for lv in pack.levers), default=0.0), 1.0))
-    window = pack.arr("service_window").astype(bool)
-    d_win = draws.demand[:, window, :].sum(axis=(1, 2))
-    big_m = min(1e3 * scale, 1e7)  # above the coupling duals in practice, small enough for clean cuts
-    for _ in range(3):  # an elastic price below the coupling duals shows as slack: raise it and retry
-        res, info = _benders(pack, draws, variant, budget, links, d_win, big_m, t0, time_limit, tol, max_iter)
-        if info["slack"] <= 1e-6 * max(1.0, float(d_win.sum())) or res.status is not SolveStatus.OPTIMAL:
-            break
-        big_m *= 100.0
-    if info["slack"] > 1e-6 * max(1.0, float(d_win.sum())) and res.status is SolveStatus.OPTIMAL:
-        res = SolveResult(SolveStatus.INFEASIBLE, res.objective, res.levels, res.prebuild, res.seconds, res.solver,
-                          res.gap)
-    return res, info
-
-
-def _benders(pack, draws, variant, budget, links, d_win, big_m, t0, time_limit, tol, max_iter):
-    S = draws.demand.shape[0]
-    opts = _solver("highs", None)
-    sub, _, _ = _build_sub(pack, draws, links, opts, big_m)
-
-    m = Model(prob=pulp.LpProblem(_vname("master", pack.name, variant.name), pulp.LpMinimize), y={}, pb={})
-    define_first_stage(m, pack, budget)
-    det = define_lever_rules(m, pack)
-    stock_room = float(pack.arr("initial_stock").sum() + pack.arr("storage_cap").sum() * pack.T)
-    theta = [m.prob.add_variable(_vname("theta", s), lowBound=-1e-5 * stock_room - 1.0) for s in range(S)]
-    link = {}
-    for k in links:
-        for s in range(S):
-            hi = float(d_win[s]) if k in ("served", "lost") else None
-            link[k, s] = m.prob.add_variable(_vname("link", k, s), lowBound=0, upBound=hi)
-    base = float((np.asarray(pack.capacity_cost) * pack.base_capacity).sum())
-    lever = det["rent"] + det["orders"] - det["saving"]
-    tie = 1e-6 * (pulp.lpSum(v for (i, _), v in m.y.items() if pack.levers[i].kind == "flex") + pulp.lpSum(m.pb.values()))
-    m.prob += base + lever + pulp.lpSum(theta) * (1.0 / S) + tie
-    if "flex" in links:
-        m.prob += lever + pulp.lpSum(link["flex", s] for s in range(S)) * (1.0 / S) <= budget, "budget"
-    zeros = [0.0] * S
-    served = [link.get(("served", s), zeros[s]) for s in range(S)]
-    lost = [link.get(("lost", s), zeros[s]) for s in range(S)]
-    define_service(m, pack, variant, {"served_win": served, "lost_win": lost}, d_win)
-    if budget is not None and "flex" not in links:
-        m.prob += lever <= budget, "budget"
-    first = [m.y[i, t] for i in range(pack.L) for t in range(pack.T)]
-    first += [m.pb[t, g] for g in np.flatnonzero(pack.arr("storable").astype(bool)) for t in range(pack.T)]
-    first += [link[k, s] for k in links for s in range(S)]
-    opts.createAndConfigureSolver(m.prob)
-    opts.buildSolverModel(m.prob)
-    h = m.prob.solverModel
-    first_idx = np.array([v.index for v in first])
-    offset = float(m.prob.objective.constant)  # pulp does not pass the constant to HiGHS
-    theta_idx = np.array([v.index for v in theta])
-    orders = m.extra.get("orders", [])
-    order_idx = np.array([z.index for z, _ in orders], int)
-    inc_idx = np.array([inc.index for _, inc in orders], int)
-    lb, ub, best, best_slack, it, status = -np.inf, np.inf, None, 0.0, 0, SolveStatus.OPTIMAL
-    fixed_orders = not orders
-    relaxed_obj = None
-    while True:
-        it += 1
-        with _quiet_stdout():
-            h.run()
-        mst = h.getModelStatus()
-        if mst not in (mst.__class__.kOptimal, mst.__class__.kInfeasible):  # retry without the warm start
-            h.clearSolver()
-            with _quiet_stdout():
-                h.run()
-            mst = h.getModelStatus()
-        if mst == mst.__class__.kInfeasible:
-            status = SolveStatus.INFEASIBLE
-            break
-        if mst != mst.__class__.kOptimal:
-            status = SolveStatus.UNBOUNDED if mst == mst.__class__.kUnbounded else SolveStatus.ERROR
-            break
-        col = np.asarray(h.getSolution().col_value)
-        lb = h.getInfo().objective_function_value + offset
-        x = col[first_idx]
-        q, g, slack = _solve_sub(sub, x, S)
-        first_cost = lb - col[theta_idx].sum() / S
-        value = first_cost + q.mean()
-        if value < ub:
-            ub, best, best_slack = value, col.copy(), slack
-        gap = (ub - lb) / max(abs(ub), 1.0)
-        timed_out = time_limit is not None and time.perf_counter() - t0 > time_limit
-        if gap <= tol or it >= max_iter or timed_out:
-            if not fixed_orders and not timed_out:
-                relaxed_obj = lb
-                on = best[inc_idx] > 1e-6
-                for zi, flag in zip(order_idx, on, strict=True):
-                    h.changeColBounds(int(zi), float(flag), float(flag))
-                fixed_orders, ub = True, np.inf
-                continue
-            if timed_out or gap > tol:
-                status = SolveStatus.TIME_LIMIT
-            break
-        # multi-cut: theta_s - g_s x >= q_s - g_s x^k, one row per path whose cut is not yet met
-        viol = q > col[theta_idx] + 1e-9 * np.maximum(1.0, np.abs(q))
-        rhs = q - g @ x
-        for s in np.flatnonzero(viol):
-            nz = np.flatnonzero(np.abs(g[s]) > 1e-12)
-            idx = np.concatenate([[theta_idx[s]], first_idx[nz]]).astype(np.int32)
-            val = np.concatenate([[1.0], -g[s, nz]])
-            h.addRow(float(rhs[s]), np.inf, len(idx), idx, val)
-    secs = time.perf_counter() - t0
-    levels = np.zeros((pack.L, pack.T))
-    prebuild = np.zeros((pack.T, pack.G))
-    obj = float("nan")
-    if best is not None and status in (SolveStatus.OPTIMAL, SolveStatus.TIME_LIMIT):
-        for (i, t), v in m.y.items():
-            levels[i, t] = max(0.0, best[v.index])
-        for (t, g_), v in m.pb.items():
-            prebuild[t, g_] = max(0.0, best[v.index])
-        obj = ub
-    levels = np.where(np.abs(levels) < 1e-7, 0.0, levels)
-    gap_out = max(0.0, (ub - lb) / max(abs(ub), 1.0)) if np.isfinite(ub) else float("nan")
-    if relaxed_obj is not None and np.isfinite(obj):
-        gap_out = max(gap_out, (obj - relaxed_obj) / max(abs(obj), 1.0))
-    flex_spend = 0.0
-    if best is not None and "flex" in links:
-        flex_spend = float(np.mean([best[link["flex", s].index] for s in range(S)]))
-    info = {"iterations": it, "lower_bound": lb, "upper_bound": ub, "flex_spend": flex_spend, "links": links,
-            "slack": best_slack, "elastic_price": big_m}
-    return SolveResult(status, obj, levels, prebuild, secs, "highs-benders", gap_out), info
 
 
 # --------------------------------------------------------------------------------------
@@ -336,8 +54,6 @@ def chain_structure(pack: PlanningPack, variant: Variant, budget: float | None) 
         return f"max_delay is {pack.max_delay} (chains need 0 or 1)"
     if pack.arr("storable").astype(bool).any():
         return "a segment is storable (pre-build links periods through stock)"
-    if variant.service in ("quantile", "cvar") and variant.target > 0:
-        return f"service '{variant.service}' couples the segments of a path (CVaR of the path's lost units)"
     flex = [i for i, lv in enumerate(pack.levers) if lv.kind == "flex"]
     if budget is not None and flex:
         return "a budget with flex levers couples the paths through the expected flex spend"
@@ -395,8 +111,58 @@ class ChainOracle:
         self.pen = np.asarray(pack.penalty, float)
         self.bc = pack.arr("backlog_cost")
         self.max_delay = int(pack.max_delay)
+        # weight of each arrival's lost units in the path's lost window units (CVaR targets): lost
+        # units of window arrivals, and (max_delay 1) everything still waiting at the horizon
+        self.lost_w = self.window.astype(float)
+        if self.max_delay == 1:
+            self.lost_w[-1] = 1.0
         self.calls = 0
         self.fallbacks = 0
+
+    def chains(self, g: int, levels: np.ndarray, nu: np.ndarray, idx: np.ndarray,
+               feasibility: bool = False) -> dict:
+        """Segment ``g``'s chains of the paths ``idx``, lost window units priced ``nu`` each (per path).
+
+        Returns per path: ``q`` (cost with the price), ``lost`` (lost window units), ``cost``
+        (true cost), and the duals ``p``, ``qf`` (``[n, T]``). ``feasibility=True`` prices
+        nothing but lost window units (flex and backlog free): ``q = lost`` is the fewest
+        lost window units the plan allows.
+        """
+        from peakplan.recourse import solve_chains
+
+        r, a = self.res[g], self.load[g]
+        cap_idx, fi = self.cap_levers[g], self.flex_lever[g]
+        n = len(idx)
+        level = self.base[:, r] + (self.sign[cap_idx, None] * levels[cap_idx]).sum(axis=0)
+        c = np.maximum(self.factor[g][idx] * level[None, :], 0.0)
+        F = np.broadcast_to(np.maximum(levels[fi], 0.0) / a, (n, self.T)) if fi >= 0 else np.zeros((n, self.T))
+        u = self.pack.levers[fi].unit_cost * a if fi >= 0 else 0.0
+        if feasibility:
+            L, u, bc = np.broadcast_to(self.lost_w, (n, self.T)), 0.0, 0.0
+        else:
+            L, bc = self.pen[g] + nu[:, None] * self.lost_w[None, :], float(self.bc[g])
+        out = solve_chains(self.demand[g][idx], c, F, u, bc, L, self.max_delay)
+        self.calls += n / self.S
+        self.fallbacks += out["fallback"]
+        lost = out["loss"] @ self.lost_w
+        cost = out["cost"] if feasibility else out["cost"] - nu * lost
+        return {"q": out["cost"], "lost": lost, "cost": cost, "p": out["p"], "qf": out["q"]}
+
+    def path_grad(self, g: int, p: np.ndarray, qf: np.ndarray, idx: np.ndarray) -> np.ndarray:
+        """Per-(cluster) sums over the paths ``idx`` of dQ/d(levels of g's levers), divided by S: ``[K, nlev, T]``."""
+        S, T = self.S, self.T
+        cap_idx, fi = self.cap_levers[g], self.flex_lever[g]
+        full_p = np.zeros((S, T))
+        full_p[idx] = p * self.factor[g][idx]
+        grad = np.zeros((self.K, len(self.levers_of[g]), T))
+        if len(cap_idx):
+            gp = -np.add.reduceat(full_p, self.starts, axis=0) / S
+            grad[:, :len(cap_idx)] = self.sign[cap_idx][None, :, None] * gp[:, None, :]
+        if fi >= 0:
+            full_q = np.zeros((S, T))
+            full_q[idx] = qf
+            grad[:, -1] = -np.add.reduceat(full_q, self.starts, axis=0) / (S * self.load[g])
+        return grad
 
     def lam_scale(self) -> float:
         """A multiplier of the order of the penalty (where the search starts)."""
@@ -509,6 +275,89 @@ def _recourse_value(oracle: ChainOracle, levels: np.ndarray, need: float | None,
     return {"value": alpha * c_hi + (1 - alpha) * c_lo, "lam": hi[0]["lam"], "evals": e0 + evals, "feasibility": fz}
 
 
+def _separate_lost(oracle: ChainOracle, g: int, levels: np.ndarray, ell: np.ndarray, nu0: np.ndarray,
+                   atol: float, max_steps: int = 40) -> dict:
+    """Per chain of segment ``g``, the deepest cut at the master's lost-unit allowance ``ell`` (``[S]``).
+
+    ``phi_s(nu) = Q_s(y; nu) - nu ell_s`` (``Q_s`` the chain's cost with lost window units
+    priced ``nu``) is concave with slope ``lost_s(nu) - ell_s``; its maximum is the chain's
+    cheapest cost with at most ``ell_s`` lost window units (LP duality). All chains are
+    searched at once: bracket from the last price, then intersect tangents. Chains that
+    cannot keep to ``ell_s`` even at any price get a feasibility cut instead
+    (``ell_s >= fewest lost_s(y)``). Returns, per path: the price ``nu``, ``Q`` and duals
+    at it, the cheapest true cost within ``ell`` (``inf`` where infeasible), and the
+    feasibility data.
+    """
+    S = oracle.S
+    every = np.arange(S)
+    tol_l = 1e-9 * np.maximum(1.0, np.abs(ell))
+    e = oracle.chains(g, levels, np.zeros(S), every)
+    best = {"nu": np.zeros(S), "Q": e["q"].copy(), "p": e["p"].copy(), "qf": e["qf"].copy()}
+    ub = e["cost"].copy()
+    active = np.flatnonzero(e["lost"] > ell + tol_l)
+    out = {"best": best, "ub": ub, "infeasible": np.zeros(S, bool), "fz": None}
+    if not len(active):
+        return out
+    fz = oracle.chains(g, levels, np.zeros(len(active)), active, feasibility=True)
+    bad = fz["lost"] > ell[active] + tol_l[active]
+    if bad.any():
+        out["infeasible"][active[bad]] = True
+        ub[active[bad]] = np.inf
+        out["fz"] = {"idx": active[bad], "lost": fz["lost"][bad], "p": fz["p"][bad], "qf": fz["qf"][bad]}
+    idx = active[~bad]
+    if not len(idx):
+        return out
+    n = len(idx)
+    el = ell[idx]
+    lo = {"nu": np.zeros(n), "q": e["q"][idx], "lost": e["lost"][idx], "cost": e["cost"][idx]}
+    hi = {"nu": np.full(n, np.nan), "q": np.zeros(n), "lost": np.zeros(n), "cost": np.zeros(n)}
+    nu = np.where(nu0[idx] > 0, nu0[idx], float(oracle.pen[g]))
+    fbest = lo["q"] - lo["nu"] * el
+
+    def take(sel, nu_sel):
+        """Evaluate the chains ``idx[sel]`` at prices ``nu_sel``; update brackets and the best cut."""
+        r = oracle.chains(g, levels, nu_sel, idx[sel])
+        f = r["q"] - nu_sel * el[sel]
+        better = f > fbest[sel]
+        w = sel[better]
+        fbest[w] = f[better]
+        best["nu"][idx[w]] = nu_sel[better]
+        best["Q"][idx[w]] = r["q"][better]
+        best["p"][idx[w]] = r["p"][better]
+        best["qf"][idx[w]] = r["qf"][better]
+        up = r["lost"] <= el[sel] + tol_l[idx[sel]]
+        for side, mask in ((hi, up), (lo, ~up)):
+            side["nu"][sel[mask]] = nu_sel[mask]
+            side["q"][sel[mask]] = r["q"][mask]
+            side["lost"][sel[mask]] = r["lost"][mask]
+            side["cost"][sel[mask]] = r["cost"][mask]
+
+    for _ in range(60):  # bracket: raise the price until the chain keeps to its allowance
+        sel = np.flatnonzero(np.isnan(hi["nu"]))
+        if not len(sel):
+            break
+        take(sel, nu[sel])
+        nu[sel] *= 8.0
+    if np.isnan(hi["nu"]).any():
+        raise SolverError("recourse: a lost-unit allowance is reachable but no finite price reaches it")
+    for _ in range(max_steps):
+        g_lo, g_hi = lo["lost"] - el, hi["lost"] - el
+        f_lo, f_hi = lo["q"] - lo["nu"] * el, hi["q"] - hi["nu"] * el
+        span = g_lo - g_hi
+        with np.errstate(divide="ignore", invalid="ignore"):
+            mu = (f_hi - f_lo + g_lo * lo["nu"] - g_hi * hi["nu"]) / span
+        top = f_lo + g_lo * (mu - lo["nu"])
+        todo = (span > 0) & (top - np.maximum(f_lo, f_hi) > atol) & (lo["nu"] < mu) & (mu < hi["nu"])
+        sel = np.flatnonzero(todo)
+        if not len(sel):
+            break
+        take(sel, mu[sel])
+    span = lo["lost"] - hi["lost"]
+    alpha = np.where(span > 0, np.clip((lo["lost"] - el) / np.where(span > 0, span, 1.0), 0.0, 1.0), 1.0)
+    ub[idx] = alpha * hi["cost"] + (1 - alpha) * lo["cost"]
+    return out
+
+
 def solve_benders_chains(pack: PlanningPack, draws: mc.Draws, variant: Variant, budget: float | None,
                          structure: dict, *, time_limit: float | None = None, tol: float = 1e-6,
                          max_iter: int = 1000, alpha: float = 0.5, clusters: int | None = None,
@@ -519,7 +368,11 @@ def solve_benders_chains(pack: PlanningPack, draws: mc.Draws, variant: Variant, 
     Master: the first stage (``define_first_stage``, ``define_lever_rules``) and, per
     segment ``g`` and cluster ``k`` of paths, a cost ``theta_gk`` (the cluster's share of
     the mean recourse) and, for an expected fill target, a service share ``sigma_gk`` with
-    ``sum sigma_gk >= target * n``. At a point ``y^k`` the recourse is evaluated exactly
+    ``sum sigma_gk >= target * n``; for a quantile or CVaR target, every chain's lost window
+    units ``ell_sg`` with the extensive form's Rockafellar-Uryasev rows on ``sum_g ell_sg``,
+    and cuts ``theta_gk + (1/S) sum_s nu_s ell_sg >= ...`` whose per-chain prices ``nu_s``
+    come from :func:`_separate_lost` (plus feasibility cuts ``ell_sg >= fewest lost``). For an
+    expected fill, at a point ``y^k`` the recourse is evaluated exactly
     (:func:`_recourse_value`: one multiplier ``lam`` for the coupled target, found by a
     concave line search), and every evaluation gives cuts valid for all ``y``::
 
@@ -563,6 +416,18 @@ def solve_benders_chains(pack: PlanningPack, draws: mc.Draws, variant: Variant, 
     sigma = {(g, k): m.prob.add_variable(_vname("sigma", pack.segments[g], k), lowBound=0,
                                          upBound=float(oracle.dwin[g, k]))
              for g in range(G) for k in range(K)} if with_service else {}
+    with_cvar = variant.service in ("quantile", "cvar") and variant.target > 0
+    if with_cvar:  # R-U CVaR of the paths' lost window units beyond the allowed share, as in define_service
+        level = variant.level if variant.service == "quantile" else max(variant.level, 0.95)
+        d_win = draws.demand[:, oracle.window, :].sum(axis=(1, 2))
+        ell = {(s_, g): m.prob.add_variable(_vname("lost", s_, g), lowBound=0) for s_ in range(S) for g in range(G)}
+        eta = m.prob.add_variable("cvar_eta")
+        for s_ in range(S):
+            u_s = m.prob.add_variable(_vname("cvar_u", s_), lowBound=0)
+            m.prob += u_s - pulp.lpSum(ell[s_, g] for g in range(G)) + eta >= -(1 - variant.target) * float(d_win[s_]), \
+                _vname("cvar_def", s_)
+            m.extra.setdefault("cvar_u", []).append(u_s)
+        m.prob += eta + pulp.lpSum(m.extra["cvar_u"]) * (1.0 / ((1 - level) * S)) <= 0, "service_cvar"
     base = float((np.asarray(pack.capacity_cost) * pack.base_capacity).sum())
     lever = det["rent"] + det["orders"] - det["saving"]
     tie_vars = [v for (i, _), v in m.y.items() if pack.levers[i].kind == "flex"]
@@ -584,6 +449,8 @@ def solve_benders_chains(pack: PlanningPack, draws: mc.Draws, variant: Variant, 
     order_idx = np.array([z.index for z, _ in orders], int)
     inc_idx = np.array([inc.index for _, inc in orders], int)
     lev_cols = [y_idx[oracle.levers_of[g]].ravel() for g in range(G)]
+    ell_idx = np.array([[ell[s_, g].index for g in range(G)] for s_ in range(S)], int) if with_cvar else None
+    nu_prev = np.zeros((S, G))
     lam = 0.0
     lb, ub, core, it, status, relaxed_obj = -np.inf, np.inf, None, 0, SolveStatus.OPTIMAL, None
     fixed_orders = not len(orders)
@@ -633,8 +500,43 @@ def solve_benders_chains(pack: PlanningPack, draws: mc.Draws, variant: Variant, 
     def violated(rows, col):
         return any(float(val @ col[idx]) < lo - 1e-9 * max(1.0, abs(lo)) for idx, val, lo in rows)
 
+    def evaluate_cvar(col):
+        levels, allow = col[y_idx], col[ell_idx]
+        atol = 1e-3 * tol * max(1.0, abs(lb) if np.isfinite(lb) else 0.0) / (S * G)
+        rows, total = [], 0.0
+        for g in range(G):
+            sep = _separate_lost(oracle, g, levels, allow[:, g], nu_prev[:, g], atol)
+            b = sep["best"]
+            nu_prev[:, g] = b["nu"]
+            total += float(sep["ub"].sum()) / S
+            grad = oracle.path_grad(g, b["p"], b["qf"], np.arange(S))
+            yg = col[lev_cols[g]]
+            for k in range(K):
+                paths = np.arange(oracle.starts[k], oracle.starts[k + 1] if k + 1 < K else S)
+                gr = grad[k].ravel()
+                nz = np.flatnonzero(np.abs(gr) > 1e-12)
+                on = paths[b["nu"][paths] > 0]
+                idx = np.concatenate([[th_idx[g, k]], lev_cols[g][nz], ell_idx[on, g]])
+                val = np.concatenate([[1.0], -gr[nz], b["nu"][on] / S])
+                rows.append((idx, val, float(b["Q"][paths].sum() / S - gr @ yg)))
+            if sep["fz"] is not None:  # sum of ell_sg >= fewest lost_sg(y) over the chains that missed
+                fz = sep["fz"]
+                gfz = oracle.path_grad(g, fz["p"], fz["qf"], fz["idx"]) * S
+                kk = np.searchsorted(oracle.starts, fz["idx"], side="right") - 1
+                for k in np.unique(kk):
+                    gr = gfz[k].ravel()
+                    nz = np.flatnonzero(np.abs(gr) > 1e-12)
+                    on = fz["idx"][kk == k]
+                    idx = np.concatenate([ell_idx[on, g], lev_cols[g][nz]])
+                    val = np.concatenate([np.ones(len(on)), -gr[nz]])
+                    rows.append((idx, val, float(fz["lost"][kk == k].sum() - gr @ yg)))
+        first = float(cost_vec @ col) + offset - float(col[th_idx].sum())
+        return rows, first + total
+
     def evaluate(col):
         nonlocal lam
+        if with_cvar:
+            return evaluate_cvar(col)
         atol = 1e-3 * tol * max(1.0, abs(lb) if np.isfinite(lb) else 0.0)
         res = oracle_value(col, atol)
         if np.isfinite(res["value"]):
@@ -645,7 +547,7 @@ def solve_benders_chains(pack: PlanningPack, draws: mc.Draws, variant: Variant, 
     def oracle_value(col, atol):
         return _recourse_value(oracle, col[y_idx], need, lam, atol)
 
-    if with_service:
+    if with_service or with_cvar:
         # a first core inside the feasible region: the master's most capacity (every reserve and flex
         # lever as high and every release as low as its rules allow), where the target is most reachable
         base_cost = np.asarray(h.getLp().col_cost_).copy()
@@ -655,6 +557,16 @@ def solve_benders_chains(pack: PlanningPack, draws: mc.Draws, variant: Variant, 
         h.changeColsCost(len(push), np.arange(len(push), dtype=np.int32), push)
         col, _ = master()
         h.changeColsCost(len(base_cost), np.arange(len(base_cost), dtype=np.int32), base_cost)
+        if col is not None and with_cvar:  # allow each chain its fewest lost units there
+            fewest = np.stack([oracle.chains(g, col[y_idx], np.zeros(S), np.arange(S), feasibility=True)["lost"]
+                               for g in range(G)], axis=1)
+            lp = h.getLp()
+            lo_b, hi_b = np.asarray(lp.col_lower_).copy(), np.asarray(lp.col_upper_).copy()
+            fix_idx = np.concatenate([y_idx.ravel(), ell_idx.ravel()]).astype(np.int32)
+            fix_val = np.concatenate([col[y_idx].ravel(), fewest.ravel() * (1 + 1e-9)])
+            h.changeColsBounds(len(fix_idx), fix_idx, fix_val, fix_val)
+            col, _ = master()
+            h.changeColsBounds(len(fix_idx), fix_idx, lo_b[fix_idx], hi_b[fix_idx])
         if col is not None:
             rows, value = evaluate(col)
             if value < ub:
@@ -735,7 +647,7 @@ def solve_benders(pack: PlanningPack, draws: mc.Draws, variant: Variant, budget:
 
     ``subproblem="chains"`` (exact DP per single-resource segment, :func:`solve_benders_chains`)
     is used when :func:`chain_structure` accepts the pack and variant; otherwise, or with
-    ``subproblem="lp"``, every path's LP is solved by HiGHS (:func:`_solve_benders_lp`).
+    ``subproblem="lp"``, every path's LP is solved by HiGHS (:func:`peakplan.benders_lp.solve_benders_lp`).
     """
     if subproblem not in ("auto", "chains", "lp"):
         raise ValueError(f"subproblem must be 'auto', 'chains' or 'lp', got {subproblem!r}")
@@ -745,7 +657,9 @@ def solve_benders(pack: PlanningPack, draws: mc.Draws, variant: Variant, budget:
                                     max_iter=max_iter)
     if subproblem == "chains":
         raise ValueError(f"the chain subproblem does not apply: {structure}")
-    res, info = _solve_benders_lp(pack, draws, variant, budget, time_limit=time_limit, tol=tol, max_iter=max_iter)
+    from peakplan.benders_lp import solve_benders_lp
+
+    res, info = solve_benders_lp(pack, draws, variant, budget, time_limit=time_limit, tol=tol, max_iter=max_iter)
     info["subproblem"] = "lp"
     info["why_not_chains"] = structure
     return res, info

@@ -116,8 +116,10 @@ def _check_against_linprog(pack, draws, variant, res, info):
 @settings(max_examples=6, deadline=None)
 @example(T=4, R=1, seed=0, S=2, service="expected", target=0.99, penalty=5.0)  # the target binds
 @example(T=8, R=3, seed=7, S=6, service="none", target=0.5, penalty=50.0)
+@example(T=6, R=2, seed=3, S=5, service="cvar", target=0.995, penalty=5.0)  # the CVaR bound binds
+@example(T=6, R=2, seed=4, S=6, service="quantile", target=0.99, penalty=5.0)
 @given(T=st.integers(4, 8), R=st.integers(1, 3), seed=st.integers(0, 10_000), S=st.integers(2, 6),
-       service=st.sampled_from(["none", "expected"]),
+       service=st.sampled_from(["none", "expected", "quantile", "cvar"]),
        target=st.one_of(st.sampled_from([0.5, 0.9, 0.99, 0.999]), st.floats(0.5, 0.999)),
        penalty=st.sampled_from([50.0, 5.0]))
 def test_chain_benders_equals_the_extensive_form(T, R, seed, S, service, target, penalty):
@@ -125,7 +127,8 @@ def test_chain_benders_equals_the_extensive_form(T, R, seed, S, service, target,
     pack = examples.synthetic_pack(T, R, seed=seed % 50)
     pack = pack.replace(penalty=np.full(pack.G, penalty))
     draws = mc.sample_paths(pack, S, seed)
-    variant = Variant("V", "v", service, target if service == "expected" else 0.0)
+    variant = Variant("V", "v", service, 0.0 if service == "none" else target,
+                      level=0.9 if service == "quantile" else 0.95)
     assert isinstance(chain_structure(pack, variant, None), dict)
     model = opt.build_model(pack, draws, variant)
     best = linprog_optimum(model.prob)
@@ -149,7 +152,7 @@ def test_lp_benders_equals_the_extensive_form_on_tiny(variant):
     assert isinstance(chain_structure(tiny, variant, None), str)
     res, info = solve_benders(tiny, draws, variant, tol=1e-9)
     assert info["subproblem"] == "lp"
-    assert ("cvar" if variant.service == "cvar" else "loads 2 resources") in info["why_not_chains"]
+    assert "loads 2 resources" in info["why_not_chains"]
     best = _check_against_linprog(tiny, draws, variant, res, info)
     assert opt.solve(opt.build_model(tiny, draws, variant), tiny).objective == pytest.approx(best, rel=1e-7)
 
@@ -174,6 +177,20 @@ def test_binding_expected_fill_target_matches_linprog():
     _check_against_linprog(pack, draws, variant, res, info)
 
 
+@pytest.mark.parametrize("variant", [Variant("C", "c", "cvar", 0.999, level=0.95),
+                                     Variant("B", "b", "quantile", 0.999, level=0.8)], ids=lambda v: v.service)
+def test_binding_cvar_bound_matches_linprog(variant):
+    """The CVaR bound on lost window units binds (cost above the cost-only optimum); chains reach the LP optimum."""
+    pack = _low_penalty_pack()
+    draws = mc.sample_paths(pack, 5, 1)
+    free = linprog_optimum(opt.build_model(pack, draws, NONE).prob)
+    bound = linprog_optimum(opt.build_model(pack, draws, variant).prob)
+    assert bound is not None and bound > free * (1 + 1e-3)
+    res, info = solve_benders(pack, draws, variant, tol=1e-9, subproblem="chains")
+    assert info["subproblem"] == "chains"
+    _check_against_linprog(pack, draws, variant, res, info)
+
+
 def test_lp_benders_on_the_binding_instance():
     """The HiGHS subproblem on the instance of the previous test: the same optimum."""
     pack = _low_penalty_pack()
@@ -184,12 +201,13 @@ def test_lp_benders_on_the_binding_instance():
     _check_against_linprog(pack, draws, variant, res, info)
 
 
-def test_unreachable_fill_target_is_reported_infeasible():
+@pytest.mark.parametrize("variant", [Variant("E", "e", "expected", 0.99), Variant("C", "c", "cvar", 0.99, level=0.95)],
+                         ids=lambda v: v.service)
+def test_unreachable_fill_target_is_reported_infeasible(variant):
     """Demand doubled: not even every lever at its quota serves 99% of it."""
     pack = _low_penalty_pack()
     pack = pack.replace(demand_mu=pack.demand_mu + np.log(2.0))
     draws = mc.sample_paths(pack, 4, 0)
-    variant = Variant("E", "e", "expected", 0.99)
     assert linprog_optimum(opt.build_model(pack, draws, variant).prob) is None
     res, _ = solve_benders(pack, draws, variant, tol=1e-9, subproblem="chains", max_iter=100)
     assert res.status is opt.SolveStatus.INFEASIBLE
@@ -205,8 +223,8 @@ def test_chain_structure_accepts_synthetic_and_names_what_breaks_it():
     expected = Variant("E", "e", "expected", 0.95)
     assert isinstance(chain_structure(pack, expected, None), dict)
     assert isinstance(chain_structure(pack, expected, 1e9), str)  # budget + flex levers
-    assert "cvar" in chain_structure(pack, Variant("C", "c", "cvar", 0.95, level=0.95), None)
-    assert "quantile" in chain_structure(pack, Variant("Q", "q", "quantile", 0.95), None)
+    assert isinstance(chain_structure(pack, Variant("C", "c", "cvar", 0.95, level=0.95), None), dict)
+    assert isinstance(chain_structure(pack, Variant("Q", "q", "quantile", 0.95), None), dict)
     assert "max_delay is 2" in chain_structure(pack.replace(max_delay=2), NONE, None)
     assert isinstance(chain_structure(pack.replace(max_delay=0), NONE, None), dict)
     shared = pack.replace(load=np.array([[1.0, 0.0, 0.0], [1.0, 0.0, 0.0], [0.0, 0.0, 1.0]]))
@@ -238,16 +256,19 @@ def test_auto_method_uses_chains_where_they_apply_and_plans_record_it():
     resilient = Variant("C", "resilient", "cvar", 0.9, level=0.95)
     assert opt.resolve_method(pack, lean, "auto") == "benders"
     assert opt.resolve_method(pack, lean, "auto", solver="cbc") == "extensive"
-    assert opt.resolve_method(pack, resilient, "auto") == "extensive"
-    assert opt.resolve_method(pack, resilient, "benders") == "benders"
+    assert opt.resolve_method(pack, resilient, "auto") == "benders"
+    assert opt.resolve_method(pack.replace(budget=1e9), lean, "auto") == "extensive"  # budget + flex levers
+    assert opt.resolve_method(pack.replace(max_delay=2), resilient, "benders") == "benders"
     retail = build_pack(Path(__file__).parents[1] / "scenarios" / "retail_peak.yaml")
     assert {opt.resolve_method(retail, v, "auto") for v in retail.variants} == {"extensive"}
     plans = opt.optimize(pack.replace(variants=(lean, resilient)), n_samples=6, seed=3, quality=False)
-    assert plans["A"].constraints["method"] == "benders"
-    assert plans["C"].constraints["method"] == "extensive"
+    assert plans["A"].constraints["method"] == plans["C"].constraints["method"] == "benders"
     assert plans["A"].constraints["solver_gap"] <= 1e-6
-    # the same plan either way: auto's Benders against the extensive form on the same sample
-    ext = opt.optimize(pack.replace(variants=(lean,)), n_samples=6, seed=3, quality=False, method="extensive")
+    # the same plans either way: auto's Benders against the extensive form on the same sample
+    ext = opt.optimize(pack.replace(variants=(lean, resilient)), n_samples=6, seed=3, quality=False,
+                       method="extensive")
+    assert ext["C"].constraints["method"] == "extensive"
+    assert plans["C"].objective == pytest.approx(ext["C"].objective, rel=1e-6)
     assert plans["A"].objective == pytest.approx(ext["A"].objective, rel=1e-6)
 
 
