@@ -295,7 +295,7 @@ def _separate_lost(oracle: ChainOracle, g: int, levels: np.ndarray, ell: np.ndar
     best = {"nu": np.zeros(S), "Q": e["q"].copy(), "p": e["p"].copy(), "qf": e["qf"].copy()}
     ub = e["cost"].copy()
     active = np.flatnonzero(e["lost"] > ell + tol_l)
-    out = {"best": best, "ub": ub, "infeasible": np.zeros(S, bool), "fz": None}
+    out = {"best": best, "ub": ub, "infeasible": np.zeros(S, bool), "fz": None, "cost0": e["cost"], "lost0": e["lost"]}
     if not len(active):
         return out
     fz = oracle.chains(g, levels, np.zeros(len(active)), active, feasibility=True)
@@ -356,6 +356,15 @@ def _separate_lost(oracle: ChainOracle, g: int, levels: np.ndarray, ell: np.ndar
     alpha = np.where(span > 0, np.clip((lo["lost"] - el) / np.where(span > 0, span, 1.0), 0.0, 1.0), 1.0)
     ub[idx] = alpha * hi["cost"] + (1 - alpha) * lo["cost"]
     return out
+
+
+def _cvar_excess(excess: np.ndarray, level: float) -> float:
+    """``min_eta eta + mean((excess - eta)^+) / (1 - level)``: the sample CVaR (Rockafellar-Uryasev) of ``excess``."""
+    x = np.sort(np.asarray(excess, float))
+    n = len(x)
+    tail = np.cumsum(x[::-1])[::-1]  # tail[j] = sum of x[j:]
+    above = np.append(tail[1:], 0.0) - x * (n - 1 - np.arange(n))  # sum over i > j of (x_i - x_j)
+    return float(np.min(x + above / ((1 - level) * n)))
 
 
 def solve_benders_chains(pack: PlanningPack, draws: mc.Draws, variant: Variant, budget: float | None,
@@ -420,6 +429,7 @@ def solve_benders_chains(pack: PlanningPack, draws: mc.Draws, variant: Variant, 
     if with_cvar:  # R-U CVaR of the paths' lost window units beyond the allowed share, as in define_service
         level = variant.level if variant.service == "quantile" else max(variant.level, 0.95)
         d_win = draws.demand[:, oracle.window, :].sum(axis=(1, 2))
+        kappa = (1 - variant.target) * d_win
         ell = {(s_, g): m.prob.add_variable(_vname("lost", s_, g), lowBound=0) for s_ in range(S) for g in range(G)}
         eta = m.prob.add_variable("cvar_eta")
         for s_ in range(S):
@@ -497,6 +507,16 @@ def solve_benders_chains(pack: PlanningPack, draws: mc.Draws, variant: Variant, 
                     rows.append((idx, val, float(-(oracle.dwin[g, k] - e["cost"][k] + gr @ yg))))
         return rows
 
+    def add_rows(rows):
+        """Add cuts ``(index, values, lower)`` to the master in one call."""
+        if not rows:
+            return
+        starts = np.cumsum([0] + [len(idx) for idx, _, _ in rows[:-1]]).astype(np.int32)
+        h.addRows(len(rows), np.array([lo for _, _, lo in rows]), np.full(len(rows), np.inf),
+                  int(sum(len(idx) for idx, _, _ in rows)), starts,
+                  np.concatenate([idx for idx, _, _ in rows]).astype(np.int32),
+                  np.concatenate([v for _, v, _ in rows]).astype(float))
+
     def violated(rows, col):
         return any(float(val @ col[idx]) < lo - 1e-9 * max(1.0, abs(lo)) for idx, val, lo in rows)
 
@@ -504,11 +524,14 @@ def solve_benders_chains(pack: PlanningPack, draws: mc.Draws, variant: Variant, 
         levels, allow = col[y_idx], col[ell_idx]
         atol = 1e-3 * tol * max(1.0, abs(lb) if np.isfinite(lb) else 0.0) / (S * G)
         rows, total = [], 0.0
+        free_cost, free_lost = 0.0, np.zeros(S)
         for g in range(G):
             sep = _separate_lost(oracle, g, levels, allow[:, g], nu_prev[:, g], atol)
             b = sep["best"]
             nu_prev[:, g] = b["nu"]
             total += float(sep["ub"].sum()) / S
+            free_cost += float(sep["cost0"].sum()) / S
+            free_lost += sep["lost0"]
             grad = oracle.path_grad(g, b["p"], b["qf"], np.arange(S))
             yg = col[lev_cols[g]]
             for k in range(K):
@@ -531,6 +554,8 @@ def solve_benders_chains(pack: PlanningPack, draws: mc.Draws, variant: Variant, 
                     val = np.concatenate([np.ones(len(on)), -gr[nz]])
                     rows.append((idx, val, float(fz["lost"][kk == k].sum() - gr @ yg)))
         first = float(cost_vec @ col) + offset - float(col[th_idx].sum())
+        if _cvar_excess(free_lost - kappa, level) <= 1e-9 * max(1.0, float(kappa.max(initial=0.0))):
+            total = min(total, free_cost)  # the cheapest second stage already keeps to the bound
         return rows, first + total
 
     def evaluate(col):
@@ -571,8 +596,7 @@ def solve_benders_chains(pack: PlanningPack, draws: mc.Draws, variant: Variant, 
             rows, value = evaluate(col)
             if value < ub:
                 ub, core = value, col.copy()
-            for idx, v, lo in rows:
-                h.addRow(lo, np.inf, len(idx), idx.astype(np.int32), v)
+            add_rows(rows)
             n_cuts += len(rows)
     if start is not None:  # a full first-stage column at the start levels: the master with y fixed there
         lo_b, hi_b = np.asarray(h.getLp().col_lower_), np.asarray(h.getLp().col_upper_)
@@ -585,8 +609,7 @@ def solve_benders_chains(pack: PlanningPack, draws: mc.Draws, variant: Variant, 
             rows, value = evaluate(col)
             if value < ub:
                 ub, core = value, col.copy()
-            for idx, v, lo in rows:
-                h.addRow(lo, np.inf, len(idx), idx.astype(np.int32), v)
+            add_rows(rows)
             n_cuts += len(rows)
     while True:
         it += 1
@@ -604,8 +627,7 @@ def solve_benders_chains(pack: PlanningPack, draws: mc.Draws, variant: Variant, 
             if value2 < ub:
                 ub, core = value2, col.copy()
             rows += rows2
-        for idx, v, lo in rows:
-            h.addRow(lo, np.inf, len(idx), idx.astype(np.int32), v)
+        add_rows(rows)
         n_cuts += len(rows)
         gap = (ub - lb) / max(abs(ub), 1.0)
         if trace is not None:
