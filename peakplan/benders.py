@@ -393,8 +393,11 @@ def solve_benders_chains(pack: PlanningPack, draws: mc.Draws, variant: Variant, 
     window demand is added instead. Query points are in-out combinations ``alpha * core +
     (1 - alpha) * master`` (Ben-Ameur & Neto 2007; Fischetti, Ljubic & Sinnl 2017), the core
     being the best plan so far; when a query's cuts do not cut off the master's point the
-    master's point is evaluated too. LB = master optimum; UB = exact SAA cost of the core;
-    stops at ``(UB - LB) / |UB| <= tol``.
+    master's point is evaluated too. LB = master optimum; UB = the cost of a feasible
+    second stage at the core (its exact SAA cost for an expected fill; for a CVaR target the
+    cheaper of the master's split of lost units and the cost-only second stage when that
+    keeps to the bound); stops at ``(UB - LB) / |UB| <= tol``. The objective reported is the
+    UB, so the plan never costs more than it says.
 
     ``clusters`` (default 8, or 32 from 5,000 paths) sets how finely the cuts are
     disaggregated. ``start`` (lever levels) is evaluated first and becomes the first core;
