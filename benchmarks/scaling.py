@@ -56,7 +56,7 @@ def optimizer_points() -> dict:
     curve, compare = HERE / "optimize_curve.json", HERE / "optimize_compare.json"
     if curve.exists():
         rows = json.loads(curve.read_text())
-        for label in ("lean", "tight"):
+        for label in dict.fromkeys(r["variant"] for r in rows):
             pts = [(r["S"], r["seconds"]) for r in rows if r["variant"] == label]
             if pts:
                 out[f"L-shaped, {label} (0.1 % gap)"] = pts
