@@ -575,6 +575,26 @@ def solve_benders_chains(pack: PlanningPack, draws: mc.Draws, variant: Variant, 
     def oracle_value(col, atol):
         return _recourse_value(oracle, col[y_idx], need, lam, atol)
 
+    def solve_fixed(idx, values):
+        """The master with columns ``idx`` fixed at ``values`` (clipped to their bounds): a full first-stage column."""
+        lp = h.getLp()
+        lo_b, hi_b = np.asarray(lp.col_lower_).copy(), np.asarray(lp.col_upper_).copy()
+        idx = np.asarray(idx, np.int32)
+        fix = np.clip(values, lo_b[idx], hi_b[idx])
+        h.changeColsBounds(len(idx), idx, fix, fix)
+        col, _ = master()
+        h.changeColsBounds(len(idx), idx, lo_b[idx], hi_b[idx])
+        return col
+
+    def seed(col):
+        """Evaluate a starting point: its cuts go to the master, and it becomes the core if it is the best."""
+        nonlocal ub, core, n_cuts
+        rows, value = evaluate(col)
+        if value < ub:
+            ub, core = value, col.copy()
+        add_rows(rows)
+        n_cuts += len(rows)
+
     if with_service or with_cvar:
         # a first core inside the feasible region: the master's most capacity (every reserve and flex
         # lever as high and every release as low as its rules allow), where the target is most reachable
@@ -588,32 +608,14 @@ def solve_benders_chains(pack: PlanningPack, draws: mc.Draws, variant: Variant, 
         if col is not None and with_cvar:  # allow each chain its fewest lost units there
             fewest = np.stack([oracle.chains(g, col[y_idx], np.zeros(S), np.arange(S), feasibility=True)["lost"]
                                for g in range(G)], axis=1)
-            lp = h.getLp()
-            lo_b, hi_b = np.asarray(lp.col_lower_).copy(), np.asarray(lp.col_upper_).copy()
-            fix_idx = np.concatenate([y_idx.ravel(), ell_idx.ravel()]).astype(np.int32)
-            fix_val = np.concatenate([col[y_idx].ravel(), fewest.ravel() * (1 + 1e-9)])
-            h.changeColsBounds(len(fix_idx), fix_idx, fix_val, fix_val)
-            col, _ = master()
-            h.changeColsBounds(len(fix_idx), fix_idx, lo_b[fix_idx], hi_b[fix_idx])
+            col = solve_fixed(np.concatenate([y_idx.ravel(), ell_idx.ravel()]),
+                              np.concatenate([col[y_idx].ravel(), fewest.ravel() * (1 + 1e-9)]))
         if col is not None:
-            rows, value = evaluate(col)
-            if value < ub:
-                ub, core = value, col.copy()
-            add_rows(rows)
-            n_cuts += len(rows)
+            seed(col)
     if start is not None:  # a full first-stage column at the start levels: the master with y fixed there
-        lo_b, hi_b = np.asarray(h.getLp().col_lower_), np.asarray(h.getLp().col_upper_)
-        flat = y_idx.ravel().astype(np.int32)
-        fix = np.clip(np.asarray(start, float).ravel(), lo_b[flat], hi_b[flat])
-        h.changeColsBounds(len(flat), flat, fix, fix)
-        col, _ = master()
-        h.changeColsBounds(len(flat), flat, lo_b[flat], hi_b[flat])
+        col = solve_fixed(y_idx.ravel(), np.asarray(start, float).ravel())
         if col is not None:
-            rows, value = evaluate(col)
-            if value < ub:
-                ub, core = value, col.copy()
-            add_rows(rows)
-            n_cuts += len(rows)
+            seed(col)
     while True:
         it += 1
         col, val = master()
