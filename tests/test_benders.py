@@ -284,3 +284,20 @@ def test_a_solve_stopped_early_is_labelled_and_still_a_checked_plan():
     full, _ = solve_benders(pack, draws, lean, None, tol=1e-9)
     assert full.status is opt.SolveStatus.OPTIMAL
     assert info["lower_bound"] <= full.objective * (1 + 1e-9) <= res.objective * (1 + 1e-9)
+
+
+@pytest.mark.parametrize("variant", [Variant("A", "a", "expected", 0.9), Variant("C", "c", "cvar", 0.995, level=0.95)],
+                         ids=lambda v: v.service)
+def test_warm_start_from_a_sub_sample_reaches_the_same_optimum(variant):
+    """The sample ramp (solve an eighth of the paths first, start from that plan) changes the path, not the answer."""
+    from peakplan.benders import solve_benders_chains
+
+    pack = _low_penalty_pack()
+    draws = mc.sample_paths(pack, 24, 5)
+    structure = chain_structure(pack, variant, None)
+    cold, _ = solve_benders_chains(pack, draws, variant, None, structure, tol=1e-9, ramp=0)
+    warm, _ = solve_benders_chains(pack, draws, variant, None, structure, tol=1e-9, ramp=16)
+    assert cold.status is warm.status is opt.SolveStatus.OPTIMAL
+    assert warm.objective == pytest.approx(cold.objective, rel=1e-7)
+    best = linprog_optimum(opt.build_model(pack, draws, variant).prob)
+    assert cold.objective == pytest.approx(best, rel=1e-6)
