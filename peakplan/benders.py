@@ -482,6 +482,12 @@ def solve_benders_chains(pack: PlanningPack, draws: mc.Draws, variant: Variant, 
             return None, h.modelStatusToString(st)
         return np.asarray(h.getSolution().col_value), h.getInfo().objective_function_value + offset
 
+    def cut_row(g, gr, cols, coefs):
+        """A cut's columns and coefficients: ``cols``/``coefs`` then ``-gr`` on segment g's lever levels."""
+        nz = np.flatnonzero(np.abs(gr) > 1e-12)
+        return (np.concatenate([np.asarray(cols, int), lev_cols[g][nz]]),
+                np.concatenate([np.asarray(coefs, float), -gr[nz]]))
+
     def cut_rows(col, res):
         """Cuts ``(index, values, lower)`` from an evaluation at ``col``."""
         rows = []
@@ -490,12 +496,10 @@ def solve_benders_chains(pack: PlanningPack, draws: mc.Draws, variant: Variant, 
             yg = col[lev_cols[g]]
             for k in range(K):
                 gr = e["grad"][k].ravel()
-                nz = np.flatnonzero(np.abs(gr) > 1e-12)
-                idx = np.concatenate([[th_idx[g, k]], lev_cols[g][nz]])
-                val = np.concatenate([[1.0], -gr[nz]])
                 if with_service and e["lam"] > 0:
-                    idx = np.append(idx, sg_idx[g, k])
-                    val = np.append(val, -e["lam"])
+                    idx, val = cut_row(g, gr, [th_idx[g, k], sg_idx[g, k]], [1.0, -e["lam"]])
+                else:
+                    idx, val = cut_row(g, gr, [th_idx[g, k]], [1.0])
                 rows.append((idx, val, float(e["lag"][k] - gr @ yg)))
         if res["feasibility"] is not None and with_service:
             # per (segment, cluster): sigma_gk <= most servable_gk(y) <= dwin_gk - cost_gk - grad_gk (y - y^k)
@@ -504,9 +508,7 @@ def solve_benders_chains(pack: PlanningPack, draws: mc.Draws, variant: Variant, 
                 yg = col[lev_cols[g]]
                 for k in range(K):
                     gr = e["grad"][k].ravel()
-                    nz = np.flatnonzero(np.abs(gr) > 1e-12)
-                    idx = np.concatenate([[sg_idx[g, k]], lev_cols[g][nz]])
-                    val = np.concatenate([[-1.0], -gr[nz]])
+                    idx, val = cut_row(g, gr, [sg_idx[g, k]], [-1.0])
                     rows.append((idx, val, float(-(oracle.dwin[g, k] - e["cost"][k] + gr @ yg))))
         return rows
 
@@ -540,10 +542,8 @@ def solve_benders_chains(pack: PlanningPack, draws: mc.Draws, variant: Variant, 
             for k in range(K):
                 paths = np.arange(oracle.starts[k], oracle.starts[k + 1] if k + 1 < K else S)
                 gr = grad[k].ravel()
-                nz = np.flatnonzero(np.abs(gr) > 1e-12)
                 on = paths[b["nu"][paths] > 0]
-                idx = np.concatenate([[th_idx[g, k]], lev_cols[g][nz], ell_idx[on, g]])
-                val = np.concatenate([[1.0], -gr[nz], b["nu"][on] / S])
+                idx, val = cut_row(g, gr, np.append(th_idx[g, k], ell_idx[on, g]), np.append(1.0, b["nu"][on] / S))
                 rows.append((idx, val, float(b["Q"][paths].sum() / S - gr @ yg)))
             if sep["fz"] is not None:  # sum of ell_sg >= fewest lost_sg(y) over the chains that missed
                 fz = sep["fz"]
@@ -551,10 +551,8 @@ def solve_benders_chains(pack: PlanningPack, draws: mc.Draws, variant: Variant, 
                 kk = np.searchsorted(oracle.starts, fz["idx"], side="right") - 1
                 for k in np.unique(kk):
                     gr = gfz[k].ravel()
-                    nz = np.flatnonzero(np.abs(gr) > 1e-12)
                     on = fz["idx"][kk == k]
-                    idx = np.concatenate([ell_idx[on, g], lev_cols[g][nz]])
-                    val = np.concatenate([np.ones(len(on)), -gr[nz]])
+                    idx, val = cut_row(g, gr, ell_idx[on, g], np.ones(len(on)))
                     rows.append((idx, val, float(fz["lost"][kk == k].sum() - gr @ yg)))
         first = float(cost_vec @ col) + offset - float(col[th_idx].sum())
         if _cvar_excess(free_lost - kappa, level) <= 1e-9 * max(1.0, float(kappa.max(initial=0.0))):

@@ -488,11 +488,9 @@ def solve_variant(pack: PlanningPack, variant: Variant, draws: mc.Draws, *, solv
     subproblem applies and the extensive form elsewhere (:func:`resolve_method`).
     """
     budget = _budget(pack, variant)
-    if method not in METHODS:
-        raise InputError(f"method must be one of {', '.join(METHODS)}; got {method!r}")
+    method = resolve_method(pack, variant, method, solver)  # checks the name
     if method == "benders" and solver != "highs":
         raise InputError(f"method='benders' needs solver='highs' (it drives highspy directly), got {solver!r}")
-    method = resolve_method(pack, variant, method, solver)
     m = None
     if method == "benders":
         res, info = solve_benders(pack, draws, variant, budget, time_limit=time_limit, tol=tol)
