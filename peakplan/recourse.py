@@ -1,12 +1,19 @@
-"""Exact second stage of the SAA model for single-resource chains, solved by dynamic programming.
+"""Exact second stage of the SAA model for chains, solved by dynamic programming.
 
 The optimizer's second stage (:func:`peakplan.optimize.define_second_stage`) is an LP per
-path. When every segment is served by one resource of its own, has no storage and
-``max_delay`` is 0 or 1, that LP separates into one *chain* per (path, segment) whose only
-inputs are the period's demand ``d_t``, the free capacity ``c_t`` (in units of the
-segment), a flex cap ``F_t`` priced ``u`` per unit, the backlog cost ``b`` per unit and
-period and a loss weight ``L_t`` per unit of arrival ``t`` lost (the penalty, plus any
-Lagrange multiplier the master puts on lost or served units of the service window).
+path. When no resource serves two segments, nothing is storable and ``max_delay`` is 0 or
+1, that LP separates into one *chain* per (path, segment) whose only inputs are the
+period's demand ``d_t``, the free capacity ``c_t`` (in units of the segment), a flex cap
+``F_t`` priced ``u`` per unit, the backlog cost ``b`` per unit and period and a loss
+weight ``L_t`` per unit of arrival ``t`` lost (the penalty, plus any Lagrange multiplier
+the master puts on lost or served units of the service window).
+
+A segment may load ``J`` resources in series (pick, then pack: each unit served needs
+capacity ``c_tj`` on each, with flex ``v_tj <= F_tj`` at ``u_j``). Serving ``x`` units
+then costs ``sum_j u_j (x - c_tj)^+`` up to ``min_j (c_tj + F_tj)``: free up to
+``min_j c_tj``, then a convex piecewise-linear supply curve (:func:`_tiers`) whose pieces
+enter the DP as flex segments of their own. The duals are found for the aggregate
+capacity and then split over the resources.
 
 With ``max_delay = 1`` a unit arriving in ``t`` is served in ``t`` or ``t + 1`` or lost::
 
@@ -41,32 +48,84 @@ __all__ = ["solve_chains"]
 _INF = np.inf
 
 
+@njit(cache=True, nogil=True, error_model="numpy", inline="always")
+def _tiers(c, F, u, c0, tw, tp, nt, wt, order):
+    """Per period, the free capacity ``c0_t = min_j c_tj`` and the flex supply curve beyond it.
+
+    Serving ``x > c0_t`` units needs flex on every resource with ``c_tj < x``: the marginal
+    price is the sum of their ``u_j``, up to ``xmax = min_j (c_tj + F_tj)``. The curve is
+    stored as ``nt[t]`` tiers of width ``tw[t, k]`` and ascending price ``tp[t, k]`` (convex),
+    ``wt[t]`` wide in all.
+    """
+    T, J = c.shape
+    if J == 1:
+        for t in range(T):
+            c0[t] = c[t, 0]
+            nt[t] = 1 if F[t, 0] > 0 else 0
+            tw[t, 0] = F[t, 0]
+            tp[t, 0] = u[0]
+            wt[t] = max(F[t, 0], 0.0)
+        return
+    for t in range(T):
+        for j in range(J):  # resources by free capacity (insertion sort; J is small)
+            order[j] = j
+        for j in range(1, J):
+            k = order[j]
+            i = j - 1
+            while i >= 0 and c[t, order[i]] > c[t, k]:
+                order[i + 1] = order[i]
+                i -= 1
+            order[i + 1] = k
+        xmax = _INF
+        for j in range(J):
+            xmax = min(xmax, c[t, j] + F[t, j])
+        lo = c[t, order[0]]
+        c0[t] = lo
+        price = 0.0
+        n = 0
+        w = 0.0
+        for k in range(J):
+            if lo >= xmax:
+                break
+            price += u[order[k]]
+            hi = min(c[t, order[k + 1]] if k + 1 < J else _INF, xmax)
+            if hi > lo:
+                tw[t, n] = hi - lo
+                tp[t, n] = price
+                w += hi - lo
+                n += 1
+                lo = hi
+        nt[t] = n
+        wt[t] = w
+
+
 @njit(cache=True, nogil=True, error_model="numpy")
 def _chain(d, c, F, u, b, L, K, out_n, out_o, out_v, out_loss, out_p, out_q, seg_s, seg_l, v0, nseg,
-           vfin, ms, ml, mlo, nmv, fav, work):
+           vfin, ms, ml, mt, mlo, nmv, c0, tw, tp, nt, wt, used, order, work):
     """Solve one chain; returns ``(cost, ok)``. The other arguments are outputs and scratch."""
     T = d.shape[0]
+    J = c.shape[1]
+    _tiers(c, F, u, c0, tw, tp, nt, wt, order)
     if K == 1:  # V_T(B) = L_{T-1} B: units carried out of the horizon are lost
         v0[T] = 0.0
         seg_s[T, 0] = L[T - 1]
         seg_l[T, 0] = _INF
         nseg[T] = 1
     for t in range(T - 1, -1, -1):
-        m_lo, nm, flex_at = _build_m(t, d, F, u, b, L, K, seg_s, seg_l, v0, nseg, ms[t], ml[t])
+        m_lo, nm = _build_m(t, d, tw, tp, nt, b, L, K, seg_s, seg_l, v0, nseg, ms[t], ml[t], mt[t])
         mlo[t] = m_lo
         nmv[t] = nm
-        fav[t] = flex_at
         if K == 0 or t == 0:
             continue
         mst = ms[t]
         mlt = ml[t]
-        # M(c_t), and where c_t falls: segment j at offset off
+        # M(c0_t), and where c0_t falls: segment j at offset off
         val = m_lo
-        z = -F[t]
+        z = -wt[t]
         j = 0
         off = 0.0
         while True:
-            room = c[t] - z
+            room = c0[t] - z
             if mlt[j] >= room:
                 off = room
                 val += mst[j] * room
@@ -74,7 +133,7 @@ def _chain(d, c, F, u, b, L, K, out_n, out_o, out_v, out_loss, out_p, out_q, seg
             val += mst[j] * mlt[j]
             z += mlt[j]
             j += 1
-        # V_t(B) = min_s L_{t-1} (B - s) + R(s), R(s) = M(c_t - s): M leftwards from c_t, slopes negated
+        # V_t(B) = min_s L_{t-1} (B - s) + R(s), R(s) = M(c0_t - s): M leftwards from c0_t, slopes negated
         v0[t] = val
         lim = L[t - 1]
         k = 0
@@ -107,29 +166,37 @@ def _chain(d, c, F, u, b, L, K, out_n, out_o, out_v, out_loss, out_p, out_q, seg
     cost = 0.0
     for t in range(T):
         nm = nmv[t]
-        flex_at = fav[t]
         mst = ms[t]
         mlt = ml[t]
+        mtt = mt[t]
         s_old = 0.0
         if K == 1 and t > 0 and carry > 0:
             s_old = min(carry, vfin[t])
-        zt = c[t] - s_old
-        z = -F[t]
-        vflex = F[t]
+        zt = c0[t] - s_old
+        z = -wt[t]
+        flex = wt[t]
         knew = 0.0
         for j in range(nm):
             if z >= zt:
                 break
             step = min(mlt[j], zt - z)
-            if j == flex_at:
-                vflex -= step
+            if mtt[j]:
+                flex -= step
             else:
                 knew += step
             z += step
         s_new = min(knew, d[t])
         out_n[t] = s_new
-        out_v[t] = vflex
-        cost += u * vflex
+        used[t] = flex
+        if J == 1:
+            out_v[t, 0] = flex
+            cost += u[0] * flex
+        else:
+            top = c0[t] + flex  # the capacity bought: flex on every resource below it
+            for jr in range(J):
+                v = min(max(top - c[t, jr], 0.0), F[t, jr])
+                out_v[t, jr] = v
+                cost += u[jr] * v
         if K == 1:
             out_o[t] = s_old
             if t > 0:
@@ -144,22 +211,26 @@ def _chain(d, c, F, u, b, L, K, out_n, out_o, out_v, out_loss, out_p, out_q, seg
     if K == 1:
         out_loss[T - 1] = carry
         cost += L[T - 1] * carry
-    ok = _duals(d, c, F, u, b, L, K, out_n, out_o, out_v, out_loss, out_p, out_q, cost, work)
+    ok = _duals(d, c, F, u, b, L, K, out_n, out_o, out_v, out_loss, out_p, out_q, cost, c0, tw, tp, nt, wt, used,
+                work)
     return cost, ok
 
 
 @njit(cache=True, nogil=True, error_model="numpy", inline="always")
-def _build_m(t, d, F, u, b, L, K, seg_s, seg_l, v0, nseg, ms, ml):
-    """Segments of ``M_t(z) = min_v u v + N_t(z + v)`` on ``z >= -F_t`` into ``ms``/``ml``.
+def _build_m(t, d, tw, tp, nt, b, L, K, seg_s, seg_l, v0, nseg, ms, ml, mt):
+    """Segments of ``M_t(z) = min_w Phi_t(w) + N_t(z + w)`` on ``z >= -wt_t`` into ``ms``/``ml``.
 
     ``N_t(k)`` is the cost of the new units and of the future given ``k`` units of capacity
-    for them; its slopes are minus the value of serving one more new unit. Returns
-    ``(M(-F_t), number of segments, index of the flex segment or -1)``.
+    for them; its slopes are minus the value of serving one more new unit. ``Phi_t`` is the
+    flex supply curve (tiers): each tier is a segment of slope minus its price, ``mt``
+    marks them. Returns ``(M(-wt_t), number of segments)``.
     """
     dt = d[t]
     k = 0
-    flex_at = -1
-    placed = F[t] <= 0
+    ptr = nt[t] - 1  # tiers enter M most expensive first
+    spend = 0.0
+    for i in range(nt[t]):
+        spend += tw[t, i] * tp[t, i]
     if K == 1:  # V_{t+1} on [0, d_t], traversed from d_t down: N slope -(b + V'_{t+1})
         x = 0.0
         vd = v0[t + 1]
@@ -177,61 +248,81 @@ def _build_m(t, d, F, u, b, L, K, seg_s, seg_l, v0, nseg, ms, ml):
         for i in range(top, -1, -1):
             slope = -(b + seg_s[t + 1, i])
             length = toplen if i == top else seg_l[t + 1, i]
-            # flex (-u, F_t) goes before the first N segment whose value does not exceed u
-            if not placed and slope >= -u:
-                ms[k] = -u
-                ml[k] = F[t]
-                flex_at = k
+            # a tier goes before the first N segment whose value does not exceed its price
+            while ptr >= 0 and slope >= -tp[t, ptr]:
+                ms[k] = -tp[t, ptr]
+                ml[k] = tw[t, ptr]
+                mt[k] = True
                 k += 1
-                placed = True
+                ptr -= 1
             if length > 0:
                 ms[k] = slope
                 ml[k] = length
+                mt[k] = False
                 k += 1
     else:
         n0 = L[t] * dt
         if dt > 0:
-            if not placed and -L[t] >= -u:
-                ms[k] = -u
-                ml[k] = F[t]
-                flex_at = k
+            while ptr >= 0 and -L[t] >= -tp[t, ptr]:
+                ms[k] = -tp[t, ptr]
+                ml[k] = tw[t, ptr]
+                mt[k] = True
                 k += 1
-                placed = True
+                ptr -= 1
             ms[k] = -L[t]
             ml[k] = dt
+            mt[k] = False
             k += 1
-    if not placed:
-        ms[k] = -u
-        ml[k] = F[t]
-        flex_at = k
+    while ptr >= 0:
+        ms[k] = -tp[t, ptr]
+        ml[k] = tw[t, ptr]
+        mt[k] = True
         k += 1
+        ptr -= 1
     ms[k] = 0.0
     ml[k] = _INF
+    mt[k] = False
     k += 1
-    return u * max(F[t], 0.0) + n0, k, flex_at
+    return spend + n0, k
 
 
 @njit(cache=True, nogil=True, error_model="numpy", inline="always")
-def _duals(d, c, F, u, b, L, K, n, o, v, loss, p, q, cost, work):
-    """An optimal dual ``p`` (and ``q``) by complementary slackness; True if strong duality holds."""
+def _duals(d, c, F, u, b, L, K, n, o, v, loss, p, q, cost, c0, tw, tp, nt, wt, used, work):
+    """An optimal dual ``p`` (and ``q``) per resource by complementary slackness; True if strong duality holds.
+
+    The chain's aggregate capacity price ``pi_t`` comes from the difference constraints;
+    it is then split over the resources: those whose flex is in use carry their flex price,
+    the binding ones at a tier boundary what is left, the slack ones nothing.
+    """
     T = d.shape[0]
+    J = c.shape[1]
     scale = 1.0
     for t in range(T):
-        scale = max(scale, d[t], c[t])
-    tol = 1e-9 * scale
-    lb, ub, dlo, dhi, jlo, jhi = work[0], work[1], work[2], work[3], work[4], work[5]
+        scale = max(scale, d[t], c0[t] + wt[t])
+    tol = 1e-12 * scale
+    lb, ub, dlo, dhi, jlo, jhi, pa = work[0], work[1], work[2], work[3], work[4], work[5], work[6]
     lb[:] = 0.0
     ub[:] = _INF
     dlo[:] = -_INF
     dhi[:] = _INF
     for t in range(T):
-        slack = c[t] + v[t] - o[t] - n[t]
-        if slack > tol:
+        y = used[t]
+        if c0[t] + y - o[t] - n[t] > tol:
             ub[t] = 0.0
-        if v[t] > tol:
-            lb[t] = max(lb[t], u)
-        if v[t] < F[t] - tol:
-            ub[t] = min(ub[t], u)
+        if y > tol:  # the price of the tier below the flex in use
+            cum = 0.0
+            for k in range(nt[t]):
+                cum += tw[t, k]
+                if cum >= y - tol:
+                    lb[t] = max(lb[t], tp[t, k])
+                    break
+        if y < wt[t] - tol:  # the price of the tier above it
+            cum = 0.0
+            for k in range(nt[t]):
+                cum += tw[t, k]
+                if cum > y + tol:
+                    ub[t] = min(ub[t], tp[t, k])
+                    break
     for t in range(T):
         if K == 1:
             nxt = t + 1 < T
@@ -271,31 +362,53 @@ def _duals(d, c, F, u, b, L, K, n, o, v, loss, p, q, cost, work):
     for t in range(T):
         if jlo[t] > jhi[t] + 1e-9 * max(1.0, abs(jlo[t])):
             return False
-    p[T - 1] = jlo[T - 1] if jlo[T - 1] <= jhi[T - 1] else jhi[T - 1]
+    pa[T - 1] = jlo[T - 1] if jlo[T - 1] <= jhi[T - 1] else jhi[T - 1]
     for t in range(T - 2, -1, -1):
-        lo = max(jlo[t], p[t + 1] - dhi[t])
-        hi = min(jhi[t], p[t + 1] - dlo[t])
-        p[t] = lo if lo <= hi else 0.5 * (lo + hi)
-    # dual objective
+        lo = max(jlo[t], pa[t + 1] - dhi[t])
+        hi = min(jhi[t], pa[t + 1] - dlo[t])
+        pa[t] = lo if lo <= hi else 0.5 * (lo + hi)
+    # split pi_t over the resources, and the dual objective
     dual = 0.0
     for t in range(T):
-        q[t] = max(0.0, p[t] - u)
+        if J == 1:
+            p[t, 0] = pa[t]
+            q[t, 0] = max(0.0, pa[t] - u[0])
+            dual -= p[t, 0] * c[t, 0] + q[t, 0] * F[t, 0]
+        x = o[t] + n[t]
+        rest = pa[t]
+        for j in range(J if J > 1 else 0):
+            lo = u[j] if (c[t, j] + v[t, j] - x <= tol and v[t, j] > tol) else 0.0  # binding, flex in use
+            p[t, j] = lo
+            rest -= lo
+        for j in range(J if J > 1 else 0):
+            if rest <= 0.0:
+                break
+            if c[t, j] + v[t, j] - x <= tol:
+                hi = u[j] if (v[t, j] < F[t, j] - tol) else _INF
+                take = min(rest, hi - p[t, j])
+                p[t, j] += take
+                rest -= take
+        if J > 1 and abs(rest) > 1e-9 * max(1.0, abs(pa[t])):
+            return False
+        for j in range(J if J > 1 else 0):
+            q[t, j] = max(0.0, p[t, j] - u[j])
+            dual -= p[t, j] * c[t, j] + q[t, j] * F[t, j]
         if K == 1:
-            a = max(b + L[t] - p[t], 0.0)
+            a = max(b + L[t] - pa[t], 0.0)
             if t + 1 < T:
-                a = max(a, L[t] - p[t + 1])
+                a = max(a, L[t] - pa[t + 1])
             dual += (b + L[t] - a) * d[t]
         else:
-            a = max(L[t] - p[t], 0.0)
+            a = max(L[t] - pa[t], 0.0)
             dual += (L[t] - a) * d[t]
-        dual -= p[t] * c[t] + q[t] * F[t]
     return abs(dual - cost) <= 1e-9 * max(1.0, abs(cost)) + 1e-9 * scale
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
 def _solve_all(d, c, F, u, b, L, K, cost, ok, n, o, v, loss, p, q):
     C, T = d.shape
-    cap = 2 * T + 8
+    J = c.shape[2]
+    cap = T * (J + 2) + 8
     seg_s = np.zeros((T + 1, cap))
     seg_l = np.zeros((T + 1, cap))
     v0 = np.zeros(T + 1)
@@ -303,49 +416,79 @@ def _solve_all(d, c, F, u, b, L, K, cost, ok, n, o, v, loss, p, q):
     vfin = np.zeros(T + 1)
     ms = np.zeros((T, cap))
     ml = np.zeros((T, cap))
+    mt = np.zeros((T, cap), np.bool_)
     mlo = np.zeros(T)
     nmv = np.zeros(T, np.int64)
-    fav = np.zeros(T, np.int64)
-    work = np.zeros((6, T))
+    c0 = np.zeros(T)
+    tw = np.zeros((T, J))
+    tp = np.zeros((T, J))
+    nt = np.zeros(T, np.int64)
+    wt = np.zeros(T)
+    used = np.zeros(T)
+    order = np.zeros(J, np.int64)
+    work = np.zeros((7, T))
     for i in range(C):
         cst, good = _chain(d[i], c[i], F[i], u[i], b[i], L[i], K, n[i], o[i], v[i], loss[i], p[i], q[i],
-                           seg_s, seg_l, v0, nseg, vfin, ms, ml, mlo, nmv, fav, work)
+                           seg_s, seg_l, v0, nseg, vfin, ms, ml, mt, mlo, nmv, c0, tw, tp, nt, wt, used, order,
+                           work)
         cost[i] = cst
         ok[i] = good
 
 
 def solve_chains(d, c, F, u, b, L, K: int) -> dict:
-    """Solve ``C`` chains at once. Arrays ``[C, T]`` (``u``, ``b``: ``[C]``); returns flows and duals.
+    """Solve ``C`` chains at once; returns flows and duals.
+
+    One resource: ``d``, ``c``, ``F``, ``L`` are ``[C, T]``, ``u`` and ``b`` ``[C]`` (or
+    scalars). ``J`` resources in series (every unit served needs capacity on each): ``c``
+    and ``F`` are ``[C, T, J]`` and ``u`` broadcasts to ``[C, J]``; ``flex``, ``p`` and ``q``
+    are then ``[C, T, J]``.
 
     A chain whose DP duals fail the strong-duality check (near-degenerate ties met by
-    rounding) is re-solved by :func:`solve_chain_lp`; ``ok`` marks the DP's chains and
+    rounding) is re-solved by HiGHS (:func:`solve_chain_lp`,
+    :func:`peakplan.recourse_lp.solve_chain_lp_series`); ``ok`` marks the DP's chains and
     ``fallback`` counts the others.
 
     Returns ``cost [C]``, ``ok [C]`` (the DP's duals verified), ``served_new``, ``served_old``,
-    ``flex``, ``loss`` (per arrival) and the duals ``p``, ``q``, all ``[C, T]``.
+    ``loss`` (per arrival), all ``[C, T]``, and ``flex`` and the duals ``p``, ``q``.
     """
     if K not in (0, 1):
         raise ValueError(f"chains need max_delay 0 or 1, got {K}")
     d = np.require(np.asarray(d, float), requirements=["C", "W"])  # one compiled signature: writeable C arrays
     C, T = d.shape
+    series = np.ndim(c) == 3
+    J = np.shape(c)[2] if series else 1
 
     def full(x, shape):
         return np.require(np.broadcast_to(np.asarray(x, float), shape), requirements=["C", "W"])
 
-    c, F, L = full(c, (C, T)), full(F, (C, T)), full(L, (C, T))
-    u, b = full(u, (C,)), full(b, (C,))
+    if series:
+        c, F, u = full(c, (C, T, J)), full(F, (C, T, J)), full(u, (C, J))
+    else:
+        c, F = full(c, (C, T))[:, :, None], full(F, (C, T))[:, :, None]
+        u = full(u, (C,))[:, None]
+    c, F, u = (np.require(x, requirements=["C", "W"]) for x in (c, F, u))
+    L, b = full(L, (C, T)), full(b, (C,))
     if np.any(c < 0) or np.any(F < 0) or np.any(d < 0):
         raise ValueError("chains need non-negative demand, capacity and flex caps")
-    out = {k: np.zeros((C, T)) for k in ("served_new", "served_old", "flex", "loss", "p", "q")}
+    out = {k: np.zeros((C, T)) for k in ("served_new", "served_old", "loss")}
+    out.update({k: np.zeros((C, T, J)) for k in ("flex", "p", "q")})
     cost = np.zeros(C)
     ok = np.zeros(C, bool)
     _solve_all(d, c, F, u, b, L, K, cost, ok, out["served_new"], out["served_old"], out["flex"], out["loss"],
                out["p"], out["q"])
     for i in np.flatnonzero(~ok):  # near-degenerate chain where the DP's duals did not verify
-        ref = solve_chain_lp(d[i], c[i], F[i], float(u[i]), float(b[i]), L[i], K)
+        if series:
+            from peakplan.recourse_lp import solve_chain_lp_series
+
+            ref = solve_chain_lp_series(d[i], c[i], F[i], u[i], float(b[i]), L[i], K)
+        else:
+            ref = solve_chain_lp(d[i], c[i, :, 0], F[i, :, 0], float(u[i, 0]), float(b[i]), L[i], K)
+            ref.update({k: ref[k][:, None] for k in ("flex", "p", "q")})
         cost[i] = ref["cost"]
         for k in ("served_new", "served_old", "flex", "loss", "p", "q"):
             out[k][i] = ref[k]
+    if not series:
+        out.update({k: out[k][:, :, 0] for k in ("flex", "p", "q")})
     out["cost"] = cost
     out["ok"] = ok
     out["fallback"] = int((~ok).sum())

@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from test_recourse_series import _check_flows as series_flows
 
 from peakplan.recourse import solve_chain_lp, solve_chains
 
@@ -49,16 +50,7 @@ def _cost_of_flows(out, i, d, u, b, L, K):
 
 def _check_flows(out, i, d, c, F, K, tol):
     n, o, v, loss = (out[k][i] for k in ("served_new", "served_old", "flex", "loss"))
-    for x in (n, o, v, loss):
-        assert np.all(x >= -tol)
-    assert o[0] == pytest.approx(0.0, abs=tol)  # nothing is carried into the first period
-    if K == 1:
-        np.testing.assert_allclose(n + np.append(o[1:], 0.0) + loss, d, atol=tol, rtol=0)
-    else:
-        np.testing.assert_allclose(o, 0.0, atol=tol)
-        np.testing.assert_allclose(n + loss, d, atol=tol, rtol=0)
-    assert np.all(o + n <= c + v + tol)
-    assert np.all(v <= F + tol)
+    series_flows(n, o, v[:, None], loss, d, c[:, None], F[:, None], K, tol)  # one resource is a series of one
 
 
 @settings(max_examples=300, deadline=None)

@@ -1,0 +1,93 @@
+"""Reference LP for one chain whose segment is served by ``J`` resources in series.
+
+A generalisation of :func:`peakplan.recourse.solve_chain_lp`: every unit served in period
+``t`` (new or old) needs one unit of capacity on *every* resource ``j``, each with its own
+free capacity ``c_tj``, flex cap ``F_tj`` and flex price ``u_j`` (all in units of the
+segment). With ``max_delay = 1``::
+
+    min  sum_t b (d_t - n_t) + L_t (d_t - n_t - o_{t+1}) + sum_j u_j v_tj
+    s.t. n_t + o_{t+1} <= d_t           (a_t)    arrival t served now or next period
+         o_t + n_t - v_tj <= c_tj        (p_tj)   capacity of resource j
+         0 <= v_tj <= F_tj               (q_tj)   flex cap
+
+with ``o_0 = 0`` and ``o_T = 0`` (backlog left at the horizon is lost); with
+``max_delay = 0`` there is no ``o`` and the cost is ``sum_t L_t (d_t - n_t) + sum_j u_j v_tj``.
+The duals give the Benders cut ``dQ/dc_tj = -p_tj``, ``dQ/dF_tj = -q_tj``; with ``J >= 2``
+they are often not unique (two resources binding at once share the value of a unit).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+__all__ = ["solve_chain_lp_series"]
+
+
+def solve_chain_lp_series(d, c, F, u, b: float, L, K: int) -> dict:
+    """One chain with ``J`` series resources solved by HiGHS (``scipy.optimize.linprog``).
+
+    ``d``, ``L``: ``[T]``; ``c``, ``F``: ``[T, J]``; ``u``: ``[J]``; ``b``: scalar; ``K``: 0 or 1.
+    Returns ``cost`` (the chain's cost, constant included), ``served_new``, ``served_old``
+    (``served_old[t]`` is served in ``t``, arrived in ``t - 1``), ``loss`` (per arrival), all
+    ``[T]``, and ``flex``, ``p``, ``q``, all ``[T, J]``, the duals read from the marginals.
+    With ``J = 1`` it is the same LP, with the same columns and rows, as
+    :func:`peakplan.recourse.solve_chain_lp`.
+    """
+    import scipy.sparse as sp
+    from scipy.optimize import linprog
+
+    if K not in (0, 1):
+        raise ValueError(f"chains need max_delay 0 or 1, got {K}")
+    d, L = (np.asarray(x, float).reshape(-1) for x in (d, L))
+    T = d.shape[0]
+    c = np.asarray(c, float)
+    c = c.reshape(T, -1) if c.ndim < 2 else c
+    J = c.shape[1]
+    F = np.broadcast_to(np.asarray(F, float), (T, J))
+    u = np.broadcast_to(np.asarray(u, float), (J,))
+    b = float(b)
+    if c.shape != (T, J) or L.shape != (T,):
+        raise ValueError(f"shapes: d {d.shape}, c {c.shape}, L {L.shape}; want [T], [T, J], [T]")
+    if np.any(c < 0) or np.any(F < 0) or np.any(d < 0):
+        raise ValueError("chains need non-negative demand, capacity and flex caps")
+    # columns: n_t (0..T-1), o_t (T..2T-1, o_0 = 0), v_tj (2T + t J + j)
+    # rows: arrival t (0..T-1), capacity (t, j) (T + t J + j)
+    nv = T * J
+    obj = np.zeros(2 * T + nv)
+    if K == 1:
+        obj[:T] = -(b + L)
+        obj[T + 1:2 * T] = -L[:-1]
+        const = float(((b + L) * d).sum())
+    else:
+        obj[:T] = -L
+        const = float((L * d).sum())
+    obj[2 * T:] = np.tile(u, T)
+    t_idx = np.arange(T)
+    # arrival rows: n_t + o_{t+1} <= d_t
+    a_rows = [t_idx]
+    a_cols = [t_idx]
+    if K == 1:
+        a_rows.append(t_idx[:-1])
+        a_cols.append(T + t_idx[1:])
+    # capacity rows: n_t + o_t - v_tj <= c_tj
+    cap_row = T + np.arange(nv)
+    cap_t = np.repeat(t_idx, J)
+    rows = np.concatenate([*a_rows, cap_row, cap_row, cap_row])
+    cols = np.concatenate([*a_cols, cap_t, T + cap_t, 2 * T + np.arange(nv)])
+    vals = np.concatenate([*(np.ones(len(r)) for r in a_rows), np.ones(nv), np.ones(nv), -np.ones(nv)])
+    A = sp.csr_matrix((vals, (rows, cols)), shape=(T + nv, 2 * T + nv))
+    bounds = ([(0, None)] * T + [(0, 0)] + [(0, None if K == 1 else 0)] * (T - 1)
+              + [(0, float(f)) for f in F.reshape(-1)])
+    r = linprog(obj, A_ub=A, b_ub=np.concatenate([d, c.reshape(-1)]), bounds=bounds, method="highs")
+    if r.status != 0:
+        raise RuntimeError(f"chain LP: {r.message}")
+    x = r.x
+    n, o, v = x[:T], x[T:2 * T], x[2 * T:].reshape(T, J)
+    loss = d - n - np.append(o[1:], 0.0) if K == 1 else d - n
+    p = -r.ineqlin.marginals[T:].reshape(T, J)
+    # HiGHS files a column's reduced cost under the bound its basis status names; a fixed
+    # column (F_tj = 0) may be filed under the lower bound, so take both: q = max(0, -rc)
+    rc = r.lower.marginals[2 * T:] + r.upper.marginals[2 * T:]
+    q = np.maximum(-rc, 0.0).reshape(T, J)
+    return {"cost": r.fun + const, "served_new": n, "served_old": o, "flex": v, "loss": np.maximum(loss, 0.0),
+            "p": p, "q": q}
