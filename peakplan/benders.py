@@ -4,7 +4,8 @@ The master problem is the first stage exactly as the extensive form states it (t
 ``define_first_stage`` / ``define_lever_rules`` blocks, pulp-built, solved by HiGHS through
 highspy and grown row by row); the recourse enters through cuts. Two subproblem oracles:
 
-- **chains** (:func:`solve_benders_chains`): where every segment has a resource of its own,
+- **chains** (:func:`solve_benders_chains`): where no resource serves two segments (a
+  segment may load several resources of its own in series, e.g. pickers then packers),
   ``max_delay`` is 0 or 1, nothing is storable and no budget is shared with flex spend, each
   path's second stage is one small LP per segment, solved exactly and with verified duals
   by :func:`peakplan.recourse.solve_chains`. Every service form is covered: an expected
@@ -48,7 +49,11 @@ __all__ = ["solve_benders"]
 # chain decomposition: exact DP subproblems, per-segment cuts, in-out stabilisation
 # --------------------------------------------------------------------------------------
 def chain_structure(pack: PlanningPack, variant: Variant, budget: float | None) -> dict | str:
-    """How the second stage splits into single-resource chains, or why it does not (a string)."""
+    """How the second stage splits into chains (one per segment), or why it does not (a string).
+
+    A segment may load several resources (in series: every unit served needs capacity on
+    each), provided none of them serves another segment.
+    """
     A = np.asarray(pack.load, float)
     if int(pack.max_delay) not in (0, 1):
         return f"max_delay is {pack.max_delay} (chains need 0 or 1)"
@@ -57,18 +62,17 @@ def chain_structure(pack: PlanningPack, variant: Variant, budget: float | None) 
     flex = [i for i, lv in enumerate(pack.levers) if lv.kind == "flex"]
     if budget is not None and flex:
         return "a budget with flex levers couples the paths through the expected flex spend"
-    res_of = np.full(pack.G, -1)
-    for g in range(pack.G):
-        on = np.flatnonzero(A[g] > 0)
-        if len(on) != 1:
-            return f"segment {pack.segments[g]} loads {len(on)} resources (chains need exactly 1)"
-        res_of[g] = on[0]
-    if len(set(res_of.tolist())) != pack.G:
-        return "a resource serves several segments (shared capacity)"
     for r in range(pack.R):
+        users = np.flatnonzero(A[:, r] > 0)
+        if len(users) > 1:
+            return f"resource {pack.resources[r]} serves {len(users)} segments (shared capacity)"
         if sum(1 for i in flex if pack.levers[i].resource == r) > 1:
             return f"resource {pack.resources[r]} has more than one flex lever"
-    return {"resource": res_of, "load": A[np.arange(pack.G), res_of]}
+    res = [np.flatnonzero(A[g] > 0) for g in range(pack.G)]
+    for g in range(pack.G):
+        if not len(res[g]):
+            return f"segment {pack.segments[g]} loads no resource"
+    return {"resources": res, "loads": [A[g, res[g]] for g in range(pack.G)]}
 
 
 class ChainOracle:
@@ -79,15 +83,17 @@ class ChainOracle:
     Q_sg(y; lam) - lam sum_{s in k} w_s served_sg`` (``w_s = 1 / demand in the window`` of
     path ``s``, 0 for paths without window demand; ``Q_sg(y; lam)`` the chain cost with the
     loss weight of window arrivals raised by ``lam S w_s``), its subgradient in the levels of
-    the segment's levers, the weighted window service and the true mean cost.
+    the segment's levers, the weighted window service and the true mean cost. A segment's
+    ``J`` resources enter the chain in series: capacity and flex caps ``[S, T, J]`` in units
+    of the segment.
     """
 
     def __init__(self, pack: PlanningPack, draws: mc.Draws, structure: dict, clusters: int = 1):
         self.pack = pack
         S, T, G = draws.demand.shape
         self.S, self.T, self.G = S, T, G
-        self.res = structure["resource"]
-        self.load = structure["load"]
+        self.res = structure["resources"]
+        self.load = structure["loads"]
         self.window = pack.arr("service_window").astype(bool)
         d_win = draws.demand[:, self.window, :].sum(axis=(1, 2))
         self.w = np.where(d_win > 0, 1.0 / np.where(d_win > 0, d_win, 1.0), 0.0)
@@ -101,12 +107,21 @@ class ChainOracle:
         self.dwin = np.add.reduceat(self.dwin_path, self.starts, axis=1)  # [G, K]
         levers = pack.levers
         self.sign = np.array([1.0 if lv.kind == "reserve" else -1.0 if lv.kind == "release" else 0.0 for lv in levers])
-        self.cap_levers = [np.array([i for i, lv in enumerate(levers) if lv.resource == self.res[g]
-                                     and lv.kind in ("reserve", "release")], int) for g in range(G)]
-        self.flex_lever = [next((i for i, lv in enumerate(levers) if lv.resource == self.res[g] and lv.kind == "flex"),
-                                -1) for g in range(G)]
-        self.levers_of = [np.concatenate([self.cap_levers[g], [self.flex_lever[g]] if self.flex_lever[g] >= 0 else []])
-                          .astype(int) for g in range(G)]
+        # per segment: its capacity levers and the position of their resource; one flex lever (or -1) per resource
+        self.cap_levers, self.cap_pos, self.flex_lever = [], [], []
+        for g in range(G):
+            pos = {int(r): j for j, r in enumerate(self.res[g])}
+            cap = [(i, pos[lv.resource]) for i, lv in enumerate(levers)
+                   if lv.resource in pos and lv.kind in ("reserve", "release")]
+            self.cap_levers.append(np.array([i for i, _ in cap], int))
+            self.cap_pos.append(np.array([j for _, j in cap], int))
+            self.flex_lever.append(np.array([next((i for i, lv in enumerate(levers) if lv.resource == r
+                                                   and lv.kind == "flex"), -1) for r in self.res[g]], int))
+        self.flex_on = [np.flatnonzero(f >= 0) for f in self.flex_lever]
+        self.levers_of = [np.concatenate([self.cap_levers[g], self.flex_lever[g][self.flex_on[g]]]).astype(int)
+                          for g in range(G)]
+        self.unit = [np.array([levers[i].unit_cost * a if i >= 0 else 0.0
+                               for i, a in zip(self.flex_lever[g], self.load[g], strict=True)]) for g in range(G)]
         self.base = np.asarray(pack.base_capacity, float)
         self.pen = np.asarray(pack.penalty, float)
         self.bc = pack.arr("backlog_cost")
@@ -119,24 +134,44 @@ class ChainOracle:
         self.calls = 0
         self.fallbacks = 0
 
+    def _inputs(self, g: int, levels: np.ndarray, idx) -> tuple:
+        """Capacity ``[n, T, J]``, flex caps ``[n, T, J]`` and flex prices ``[J]`` of segment g's chains ``idx``."""
+        res, cap_idx, pos = self.res[g], self.cap_levers[g], self.cap_pos[g]
+        level = self.base[:, res].copy()  # [T, J]
+        np.add.at(level.T, pos, self.sign[cap_idx, None] * levels[cap_idx])
+        factor = self.factor[g] if idx is None else self.factor[g][idx]
+        c = np.maximum(factor * level[None], 0.0)
+        F = np.zeros((1, self.T, len(res)))
+        on = self.flex_on[g]
+        F[0][:, on] = (np.maximum(levels[self.flex_lever[g][on]], 0.0) / self.load[g][on, None]).T
+        return c, np.broadcast_to(F, c.shape), self.unit[g]
+
+    def _grad(self, g: int, p: np.ndarray, q: np.ndarray) -> np.ndarray:
+        """``[K, nlev, T]``: per cluster, the sums of dQ/d(levels of g's levers) / S, from duals ``[S, T, J]``."""
+        S, T = self.S, self.T
+        cap_idx, pos, on = self.cap_levers[g], self.cap_pos[g], self.flex_on[g]
+        grad = np.zeros((self.K, len(self.levers_of[g]), T))
+        if len(cap_idx):
+            gp = -np.add.reduceat(p * self.factor[g], self.starts, axis=0) / S  # [K, T, J]: d/d(capacity level)
+            grad[:, :len(cap_idx)] = self.sign[cap_idx][None, :, None] * np.moveaxis(gp[:, :, pos], 2, 1)
+        if len(on):
+            gq = -np.add.reduceat(q[:, :, on], self.starts, axis=0) / (S * self.load[g][on])  # [K, T, nf]
+            grad[:, len(cap_idx):] = np.moveaxis(gq, 2, 1)
+        return grad
+
     def chains(self, g: int, levels: np.ndarray, nu: np.ndarray, idx: np.ndarray,
                feasibility: bool = False) -> dict:
         """Segment ``g``'s chains of the paths ``idx``, lost window units priced ``nu`` each (per path).
 
         Returns per path: ``q`` (cost with the price), ``lost`` (lost window units), ``cost``
-        (true cost), and the duals ``p``, ``qf`` (``[n, T]``). ``feasibility=True`` prices
+        (true cost), and the duals ``p``, ``qf`` (``[n, T, J]``). ``feasibility=True`` prices
         nothing but lost window units (flex and backlog free): ``q = lost`` is the fewest
         lost window units the plan allows.
         """
         from peakplan.recourse import solve_chains
 
-        r, a = self.res[g], self.load[g]
-        cap_idx, fi = self.cap_levers[g], self.flex_lever[g]
         n = len(idx)
-        level = self.base[:, r] + (self.sign[cap_idx, None] * levels[cap_idx]).sum(axis=0)
-        c = np.maximum(self.factor[g][idx] * level[None, :], 0.0)
-        F = np.broadcast_to(np.maximum(levels[fi], 0.0) / a, (n, self.T)) if fi >= 0 else np.zeros((n, self.T))
-        u = self.pack.levers[fi].unit_cost * a if fi >= 0 else 0.0
+        c, F, u = self._inputs(g, levels, idx)
         if feasibility:
             L, u, bc = np.broadcast_to(self.lost_w, (n, self.T)), 0.0, 0.0
         else:
@@ -148,21 +183,23 @@ class ChainOracle:
         cost = out["cost"] if feasibility else out["cost"] - nu * lost
         return {"q": out["cost"], "lost": lost, "cost": cost, "p": out["p"], "qf": out["q"]}
 
+    def chain_grad(self, g: int, p: np.ndarray, qf: np.ndarray, idx: np.ndarray) -> np.ndarray:
+        """Per chain ``idx``, dQ/d(levels of g's levers) from its duals: ``[n, nlev, T]``."""
+        cap_idx, pos, on = self.cap_levers[g], self.cap_pos[g], self.flex_on[g]
+        grad = np.zeros((len(idx), len(self.levers_of[g]), self.T))
+        if len(cap_idx):
+            gp = -(p * self.factor[g][idx])[:, :, pos]  # [n, T, ncap]
+            grad[:, :len(cap_idx)] = self.sign[cap_idx][None, :, None] * np.moveaxis(gp, 2, 1)
+        if len(on):
+            grad[:, len(cap_idx):] = np.moveaxis(-qf[:, :, on] / self.load[g][on], 2, 1)
+        return grad
+
     def path_grad(self, g: int, p: np.ndarray, qf: np.ndarray, idx: np.ndarray) -> np.ndarray:
         """Per-(cluster) sums over the paths ``idx`` of dQ/d(levels of g's levers), divided by S: ``[K, nlev, T]``."""
-        S, T = self.S, self.T
-        cap_idx, fi = self.cap_levers[g], self.flex_lever[g]
-        full_p = np.zeros((S, T))
-        full_p[idx] = p * self.factor[g][idx]
-        grad = np.zeros((self.K, len(self.levers_of[g]), T))
-        if len(cap_idx):
-            gp = -np.add.reduceat(full_p, self.starts, axis=0) / S
-            grad[:, :len(cap_idx)] = self.sign[cap_idx][None, :, None] * gp[:, None, :]
-        if fi >= 0:
-            full_q = np.zeros((S, T))
-            full_q[idx] = qf
-            grad[:, -1] = -np.add.reduceat(full_q, self.starts, axis=0) / (S * self.load[g])
-        return grad
+        shape = (self.S, *p.shape[1:])
+        full_p, full_q = np.zeros(shape), np.zeros(shape)
+        full_p[idx], full_q[idx] = p, qf
+        return self._grad(g, full_p, full_q)
 
     def lam_scale(self) -> float:
         """A multiplier of the order of the penalty (where the search starts)."""
@@ -177,16 +214,8 @@ class ChainOracle:
         """
         from peakplan.recourse import solve_chains
 
-        S, T = self.S, self.T
-        r, a = self.res[g], self.load[g]
-        cap_idx, fi = self.cap_levers[g], self.flex_lever[g]
-        level = self.base[:, r] + (self.sign[cap_idx, None] * levels[cap_idx]).sum(axis=0)
-        c = np.maximum(self.factor[g] * level[None, :], 0.0)
-        if fi >= 0:
-            F = np.broadcast_to(np.maximum(levels[fi], 0.0) / a, (S, T))
-            u = self.pack.levers[fi].unit_cost * a
-        else:
-            F, u = np.zeros((S, T)), 0.0
+        S = self.S
+        c, F, u = self._inputs(g, levels, None)
         if feasibility:
             extra = S * self.w[:, None] * self.window[None, :]
             L, u, bc = extra, 0.0, 0.0
@@ -203,12 +232,7 @@ class ChainOracle:
         cost_path = out["cost"]
         lag = np.add.reduceat(cost_path, k0) / S - lam * self.dwin[g]
         true = lag.copy() if feasibility else np.add.reduceat(cost_path - (extra * loss).sum(axis=1), k0) / S
-        grad = np.zeros((self.K, len(self.levers_of[g]), T))
-        if len(cap_idx):
-            gp = -np.add.reduceat(out["p"] * self.factor[g], k0, axis=0) / S  # [K, T]: d/d(capacity level)
-            grad[:, :len(cap_idx)] = self.sign[cap_idx][None, :, None] * gp[:, None, :]
-        if fi >= 0:
-            grad[:, -1] = -np.add.reduceat(out["q"], k0, axis=0) / (S * a)
+        grad = self._grad(g, out["p"], out["q"])
         return {"g": g, "lam": lam, "lag": lag, "served": served, "cost": true, "grad": grad}
 
 
@@ -399,8 +423,8 @@ def solve_benders_chains(pack: PlanningPack, draws: mc.Draws, variant: Variant, 
     keeps to the bound); stops at ``(UB - LB) / |UB| <= tol``. The objective reported is the
     UB, so the plan never costs more than it says.
 
-    ``clusters`` (default 8, or 32 from 5,000 paths) sets how finely the cuts are
-    disaggregated. ``start`` (lever levels) is evaluated first and becomes the first core;
+    ``clusters`` (default 8, or 32 from 5,000 paths, times ``8 // G`` below 8 segments)
+    sets how finely the cuts are disaggregated. ``start`` (lever levels) is evaluated first and becomes the first core;
     from ``ramp`` paths on, the start is the solution of the first eighth of the paths
     (solved the same way at ``max(tol, 1e-3)``), which saves most early iterations.
     """
@@ -415,7 +439,7 @@ def solve_benders_chains(pack: PlanningPack, draws: mc.Draws, variant: Variant, 
         if first.status is SolveStatus.OPTIMAL:
             start = first.levels
     if clusters is None:
-        clusters = 8 if S < 5000 else 32
+        clusters = (8 if S < 5000 else 32) * max(1, 8 // G)  # about 64 (256 from 5,000 paths) cost columns
     oracle = ChainOracle(pack, draws, structure, clusters)
     K = oracle.K
     with_service = variant.service == "expected" and variant.target > 0 and oracle.n_ok > 0
@@ -545,15 +569,13 @@ def solve_benders_chains(pack: PlanningPack, draws: mc.Draws, variant: Variant, 
                 on = paths[b["nu"][paths] > 0]
                 idx, val = cut_row(g, gr, np.append(th_idx[g, k], ell_idx[on, g]), np.append(1.0, b["nu"][on] / S))
                 rows.append((idx, val, float(b["Q"][paths].sum() / S - gr @ yg)))
-            if sep["fz"] is not None:  # sum of ell_sg >= fewest lost_sg(y) over the chains that missed
+            if sep["fz"] is not None:  # ell_sg >= fewest lost_sg(y), for each chain that missed
                 fz = sep["fz"]
-                gfz = oracle.path_grad(g, fz["p"], fz["qf"], fz["idx"]) * S
-                kk = np.searchsorted(oracle.starts, fz["idx"], side="right") - 1
-                for k in np.unique(kk):
-                    gr = gfz[k].ravel()
-                    on = fz["idx"][kk == k]
-                    idx, val = cut_row(g, gr, ell_idx[on, g], np.ones(len(on)))
-                    rows.append((idx, val, float(fz["lost"][kk == k].sum() - gr @ yg)))
+                gfz = oracle.chain_grad(g, fz["p"], fz["qf"], fz["idx"])
+                for i, s_ in enumerate(fz["idx"]):
+                    gr = gfz[i].ravel()
+                    idx, val = cut_row(g, gr, [ell_idx[s_, g]], [1.0])
+                    rows.append((idx, val, float(fz["lost"][i] - gr @ yg)))
         first = float(cost_vec @ col) + offset - float(col[th_idx].sum())
         if _cvar_excess(free_lost - kappa, level) <= 1e-9 * max(1.0, float(kappa.max(initial=0.0))):
             total = min(total, free_cost)  # the cheapest second stage already keeps to the bound
@@ -638,11 +660,19 @@ def solve_benders_chains(pack: PlanningPack, draws: mc.Draws, variant: Variant, 
         timed_out = time_limit is not None and time.perf_counter() - t0 > time_limit
         if gap <= tol or it >= max_iter or timed_out:
             if not fixed_orders and not timed_out and core is not None:
+                # relax-and-fix: orders where the relaxed master's optimum (a vertex: the core is an
+                # in-out mixture and would spread orders) places them; its plan and the core's, where
+                # they fit that pattern, are the fixed problem's first points
                 relaxed_obj = lb
-                on = core[inc_idx] > 1e-6
+                on = col[inc_idx] > 1e-6
                 for zi, flag in zip(order_idx, on, strict=True):
                     h.changeColBounds(int(zi), float(flag), float(flag))
-                fixed_orders, ub, core = True, np.inf, None
+                last, fixed_orders, ub, core = (col, core), True, np.inf, None
+                keep = np.concatenate([y_idx.ravel(), ell_idx.ravel()]) if with_cvar else y_idx.ravel()
+                for point in last:
+                    start_col = solve_fixed(keep, point[keep])
+                    if start_col is not None:
+                        seed(start_col)
                 continue
             if timed_out or gap > tol:
                 status = SolveStatus.TIME_LIMIT

@@ -10,7 +10,7 @@ import numpy as np
 
 from peakplan.pack import Disruption, Event, Lever, PlanningPack, StressTest, Variant
 
-__all__ = ["DEFAULT_VARIANTS", "newsvendor_pack", "sailco_pack", "synthetic_pack", "tiny_pack"]
+__all__ = ["DEFAULT_VARIANTS", "newsvendor_pack", "sailco_pack", "series_pack", "synthetic_pack", "tiny_pack"]
 
 #: Plan variants of DESIGN.md: A lean, B balanced, C resilient.
 DEFAULT_VARIANTS = (
@@ -179,3 +179,31 @@ def synthetic_pack(T: int = 52, R: int = 8, G: int | None = None, seed: int = 0)
         n_paths=10_000,
         seed=seed,
     )
+
+
+def series_pack(T: int = 16, G: int = 3, seed: int = 0) -> PlanningPack:
+    """A fulfilment network like the retail scenario: each site's orders are picked, then packed.
+
+    Segment ``g`` loads two resources of its own in series (pickers 1.0 and packers 0.5
+    hours per unit), each with temps (reserve) and overtime (flex); the packers of the last
+    site can also be released. Built on :func:`synthetic_pack` (same demand and peak).
+    """
+    base = synthetic_pack(T, G, seed=seed)
+    rng = np.random.default_rng(seed + 1)
+    level = np.exp(base.demand_mu[0])
+    load = np.zeros((G, 2 * G))
+    load[np.arange(G), np.arange(G)] = 1.0
+    load[np.arange(G), G + np.arange(G)] = 0.5
+    cap = np.tile(np.concatenate([level * 1.05, 0.5 * level * rng.uniform(1.0, 1.15, G)]), (T, 1))
+    levers = []
+    for r in range(2 * G):
+        kind = "pick" if r < G else "pack"
+        levers.append(Lever(f"temps_{kind}_{r % G}", "reserve", r, lead_time=2, unit_cost=14.0 if r < G else 9.0,
+                            min_term=2, quota=float(cap[0, r])))
+        levers.append(Lever(f"overtime_{kind}_{r % G}", "flex", r, unit_cost=25.0 if r < G else 18.0,
+                            quota=0.2 * float(cap[0, r])))
+    levers.append(Lever(f"release_pack_{G - 1}", "release", 2 * G - 1, unit_cost=6.0, notice=2,
+                        quota=0.2 * float(cap[0, 2 * G - 1])))
+    return base.replace(name=f"series_T{T}_G{G}", resources=tuple(f"{k}_{g}" for k in ("pick", "pack") for g in range(G)),
+                        load=load, base_capacity=cap, availability_mean=np.full(2 * G, 0.96),
+                        availability_sd=np.full(2 * G, 0.02), capacity_cost=np.full(2 * G, 10.0), levers=tuple(levers))

@@ -142,6 +142,28 @@ def test_chain_benders_equals_the_extensive_form(T, R, seed, S, service, target,
     _check_against_linprog(pack, draws, variant, res, info)
 
 
+@settings(max_examples=6, deadline=None)
+@example(T=5, G=2, seed=1, S=4, K=1, service="expected", target=0.999, penalty=5.0)  # the target binds
+@example(T=6, G=1, seed=2, S=5, K=0, service="cvar", target=0.995, penalty=5.0)  # the CVaR bound binds
+@example(T=6, G=2, seed=5, S=5, K=1, service="quantile", target=0.99, penalty=5.0)
+@given(T=st.integers(3, 7), G=st.integers(1, 2), seed=st.integers(0, 10_000), S=st.integers(2, 5),
+       K=st.sampled_from([0, 1]), service=st.sampled_from(["none", "expected", "quantile", "cvar"]),
+       target=st.one_of(st.sampled_from([0.5, 0.9, 0.99, 0.999]), st.floats(0.5, 0.999)),
+       penalty=st.sampled_from([50.0, 5.0]))
+def test_series_chain_benders_equals_the_extensive_form(T, G, seed, S, K, service, target, penalty):
+    """Segments on two resources of their own in series (pick, then pack), each with temps and overtime."""
+    pack = examples.series_pack(T, G, seed=seed % 50)
+    pack = pack.replace(penalty=np.full(pack.G, penalty), max_delay=K)
+    draws = mc.sample_paths(pack, S, seed)
+    variant = Variant("V", "v", service, 0.0 if service == "none" else target,
+                      level=0.9 if service == "quantile" else 0.95)
+    assert [len(r) for r in chain_structure(pack, variant, None)["resources"]] == [2] * G
+    assume(linprog_optimum(opt.build_model(pack, draws, variant).prob) is not None)
+    res, info = solve_benders(pack, draws, variant, tol=1e-9, subproblem="chains")
+    assert info["subproblem"] == "chains"
+    _check_against_linprog(pack, draws, variant, res, info)
+
+
 @pytest.mark.parametrize("variant", [NONE, Variant("E", "e", "expected", 0.99),
                                      Variant("C", "c", "cvar", 0.95, level=0.95)], ids=lambda v: v.service)
 def test_lp_benders_equals_the_extensive_form_on_tiny(variant):
@@ -152,7 +174,7 @@ def test_lp_benders_equals_the_extensive_form_on_tiny(variant):
     assert isinstance(chain_structure(tiny, variant, None), str)
     res, info = solve_benders(tiny, draws, variant, tol=1e-9)
     assert info["subproblem"] == "lp"
-    assert "loads 2 resources" in info["why_not_chains"]
+    assert "shared capacity" in info["why_not_chains"]
     best = _check_against_linprog(tiny, draws, variant, res, info)
     assert opt.solve(opt.build_model(tiny, draws, variant), tiny).objective == pytest.approx(best, rel=1e-7)
 
@@ -218,8 +240,8 @@ def test_chain_structure_accepts_synthetic_and_names_what_breaks_it():
     pack = examples.synthetic_pack(6, 3)
     ok = chain_structure(pack, NONE, None)
     assert isinstance(ok, dict)
-    np.testing.assert_array_equal(ok["resource"], np.arange(3))
-    np.testing.assert_array_equal(ok["load"], np.ones(3))
+    assert [list(r) for r in ok["resources"]] == [[0], [1], [2]]
+    assert [list(a) for a in ok["loads"]] == [[1.0], [1.0], [1.0]]
     expected = Variant("E", "e", "expected", 0.95)
     assert isinstance(chain_structure(pack, expected, None), dict)
     assert isinstance(chain_structure(pack, expected, 1e9), str)  # budget + flex levers
@@ -228,16 +250,22 @@ def test_chain_structure_accepts_synthetic_and_names_what_breaks_it():
     assert "max_delay is 2" in chain_structure(pack.replace(max_delay=2), NONE, None)
     assert isinstance(chain_structure(pack.replace(max_delay=0), NONE, None), dict)
     shared = pack.replace(load=np.array([[1.0, 0.0, 0.0], [1.0, 0.0, 0.0], [0.0, 0.0, 1.0]]))
-    assert "several segments" in chain_structure(shared, NONE, None)
+    assert "serves 2 segments (shared capacity)" in chain_structure(shared, NONE, None)
     two = pack.replace(load=np.array([[1.0, 0.5, 0.0], [0.0, 1.0, 0.0], [0.0, 0.0, 1.0]]))
-    assert "loads 2 resources" in chain_structure(two, NONE, None)
-    assert "loads 2 resources" in chain_structure(examples.tiny_pack(), NONE, None)
+    assert "resource r1 serves 2 segments" in chain_structure(two, NONE, None)
+    assert "shared capacity" in chain_structure(examples.tiny_pack(), NONE, None)
+    series = pack.replace(load=np.array([[1.0, 0.5, 0.0], [0.0, 0.0, 1.0], [0.0, 0.0, 0.0]]))
+    assert "segment s2 loads no resource" in chain_structure(series, NONE, None)
+    series = pack.replace(load=np.array([[1.0, 0.5, 0.0], [0.0, 0.0, 1.0]]), segments=("s0", "s1"))
+    ok = chain_structure(series, NONE, None)  # pickers then packers: a segment on two resources of its own
+    assert [list(r) for r in ok["resources"]] == [[0, 1], [2]]
+    assert [list(a) for a in ok["loads"]] == [[1.0, 0.5], [1.0]]
 
 
 def test_chains_on_an_ineligible_pack_raise_and_auto_falls_back():
     tiny = examples.tiny_pack()
     draws = mc.sample_paths(tiny, 2, 0)
-    with pytest.raises(ValueError, match="chain subproblem does not apply: segment north loads 2 resources"):
+    with pytest.raises(ValueError, match="chain subproblem does not apply: resource .* serves 2 segments"):
         solve_benders(tiny, draws, NONE, subproblem="chains")
     pack = examples.synthetic_pack(4, 1)
     with pytest.raises(ValueError, match="does not apply: max_delay is 2"):
@@ -301,3 +329,20 @@ def test_warm_start_from_a_sub_sample_reaches_the_same_optimum(variant):
     assert warm.objective == pytest.approx(cold.objective, rel=1e-7)
     best = linprog_optimum(opt.build_model(pack, draws, variant).prob)
     assert cold.objective == pytest.approx(best, rel=1e-6)
+
+
+def test_chicago_scenario_solves_by_series_chains_with_the_extensive_forms_plans():
+    """A station served by rail cars and staff in series (max_delay 0, fixed order costs): ``auto`` picks
+    chains, and each plan's cost equals the extensive form's on the same sample (relax-and-fix in both)."""
+    from peakplan.compile import build_pack
+
+    pack = build_pack(Path(__file__).parents[1] / "scenarios" / "chicago_events.yaml")
+    assert [len(r) for r in chain_structure(pack, pack.variants[0], pack.budget)["resources"]] == [2]
+    draws = mc.sample_paths(pack, 20, 3)
+    for variant in pack.variants:
+        assert opt.resolve_method(pack, variant, "auto") == "benders"
+        fast, _ = opt.solve_variant(pack, variant, draws, method="auto")
+        ext, _ = opt.solve_variant(pack, variant, draws, method="extensive")
+        assert fast.status is ext.status is opt.SolveStatus.OPTIMAL
+        assert fast.objective == pytest.approx(ext.objective, rel=2e-6)
+        opt.check_plan(pack, fast.levels, fast.prebuild, pack.budget)
