@@ -391,10 +391,37 @@ def _cvar_excess(excess: np.ndarray, level: float) -> float:
     return float(np.min(x + above / ((1 - level) * n)))
 
 
+def _add_cvar_rows(h, S: int, G: int, kappa: np.ndarray, level: float) -> np.ndarray:
+    """Add every chain's lost window units ``ell_sg`` and the Rockafellar-Uryasev rows to the master ``h``.
+
+    As :func:`peakplan.optimize.define_service` states them: ``u_s >= sum_g ell_sg - kappa_s
+    - eta``, ``eta + sum_s u_s / ((1 - level) S) <= 0``. Added in bulk through highspy (one
+    column per chain: building them through pulp cost seconds at 10,000 paths). Returns the
+    column index of ``ell_sg`` (``[S, G]``).
+    """
+    n0 = h.getNumCol()
+    n_ell = S * G
+    inf = np.inf
+    h.addCols(n_ell + S + 1, np.zeros(n_ell + S + 1), np.concatenate([np.zeros(n_ell + S), [-inf]]),
+              np.full(n_ell + S + 1, inf), 0, np.zeros(n_ell + S + 1, np.int32), np.zeros(0, np.int32),
+              np.zeros(0))
+    ell_idx = n0 + np.arange(n_ell).reshape(S, G)
+    u_idx = n0 + n_ell + np.arange(S)
+    eta = n0 + n_ell + S
+    # row s: u_s - sum_g ell_sg + eta >= -kappa_s
+    idx = np.concatenate([u_idx[:, None], ell_idx, np.full((S, 1), eta)], axis=1)
+    val = np.concatenate([np.ones((S, 1)), -np.ones((S, G)), np.ones((S, 1))], axis=1)
+    h.addRows(S, -np.asarray(kappa, float), np.full(S, inf), S * (G + 2), np.arange(S, dtype=np.int32) * (G + 2),
+              idx.ravel().astype(np.int32), val.ravel())
+    h.addRow(-inf, 0.0, S + 1, np.append(u_idx, eta).astype(np.int32),
+             np.append(np.full(S, 1.0 / ((1 - level) * S)), 1.0))
+    return ell_idx
+
+
 def solve_benders_chains(pack: PlanningPack, draws: mc.Draws, variant: Variant, budget: float | None,
                          structure: dict, *, time_limit: float | None = None, tol: float = 1e-6,
-                         max_iter: int = 1000, alpha: float = 0.5, clusters: int | None = None,
-                         start: np.ndarray | None = None, ramp: int = 2000,
+                         max_iter: int = 1000, alpha: float | None = None, clusters: int | None = None,
+                         start: np.ndarray | None = None, ramp: int = 1000,
                          trace: list | None = None) -> tuple[SolveResult, dict]:
     """L-shaped method with exact chain subproblems, cuts per (segment, cluster of paths), in-out stabilisation.
 
@@ -416,7 +443,10 @@ def solve_benders_chains(pack: PlanningPack, draws: mc.Draws, variant: Variant, 
     where the target is out of reach at ``y^k`` a feasibility cut on the most servable
     window demand is added instead. Query points are in-out combinations ``alpha * core +
     (1 - alpha) * master`` (Ben-Ameur & Neto 2007; Fischetti, Ljubic & Sinnl 2017), the core
-    being the best plan so far; when a query's cuts do not cut off the master's point the
+    being the best plan so far (``alpha`` 0.8 when a feasible ``start`` is the first core,
+    0.5 otherwise: at 10,000 paths, plan B took 7 iterations from the sub-sample's plan at
+    0.8 against 11 at 0.5, while a binding CVaR, whose start is infeasible, took 32 at 0.8
+    against 15 at 0.5); when a query's cuts do not cut off the master's point the
     master's point is evaluated too. LB = master optimum; UB = the cost of a feasible
     second stage at the core (its exact SAA cost for an expected fill; for a CVaR target the
     cheaper of the master's split of lost units and the cost-only second stage when that
@@ -424,7 +454,8 @@ def solve_benders_chains(pack: PlanningPack, draws: mc.Draws, variant: Variant, 
     UB, so the plan never costs more than it says.
 
     ``clusters`` (default 8, or 32 from 5,000 paths, times ``8 // G`` below 8 segments)
-    sets how finely the cuts are disaggregated. ``start`` (lever levels) is evaluated first and becomes the first core;
+    sets how finely the cuts are disaggregated. ``start`` (lever levels) is evaluated first
+    and becomes the first core if it is feasible and the best point;
     from ``ramp`` paths on, the start is the solution of the first eighth of the paths
     (solved the same way at ``max(tol, 1e-3)``), which saves most early iterations.
     """
@@ -457,14 +488,6 @@ def solve_benders_chains(pack: PlanningPack, draws: mc.Draws, variant: Variant, 
         level = variant.level if variant.service == "quantile" else max(variant.level, 0.95)
         d_win = draws.demand[:, oracle.window, :].sum(axis=(1, 2))
         kappa = (1 - variant.target) * d_win
-        ell = {(s_, g): m.prob.add_variable(_vname("lost", s_, g), lowBound=0) for s_ in range(S) for g in range(G)}
-        eta = m.prob.add_variable("cvar_eta")
-        for s_ in range(S):
-            u_s = m.prob.add_variable(_vname("cvar_u", s_), lowBound=0)
-            m.prob += u_s - pulp.lpSum(ell[s_, g] for g in range(G)) + eta >= -(1 - variant.target) * float(d_win[s_]), \
-                _vname("cvar_def", s_)
-            m.extra.setdefault("cvar_u", []).append(u_s)
-        m.prob += eta + pulp.lpSum(m.extra["cvar_u"]) * (1.0 / ((1 - level) * S)) <= 0, "service_cvar"
     base = float((np.asarray(pack.capacity_cost) * pack.base_capacity).sum())
     lever = det["rent"] + det["orders"] - det["saving"]
     tie_vars = [v for (i, _), v in m.y.items() if pack.levers[i].kind == "flex"]
@@ -481,12 +504,12 @@ def solve_benders_chains(pack: PlanningPack, draws: mc.Draws, variant: Variant, 
     y_idx = np.array([[m.y[i, t].index for t in range(pack.T)] for i in range(pack.L)], int)
     th_idx = np.array([[theta[g, k].index for k in range(K)] for g in range(G)], int)
     sg_idx = np.array([[sigma[g, k].index for k in range(K)] for g in range(G)], int) if with_service else None
+    ell_idx = _add_cvar_rows(h, S, G, kappa, level) if with_cvar else None
     cost_vec = np.asarray(h.getLp().col_cost_)
     orders = m.extra.get("orders", [])
     order_idx = np.array([z.index for z, _ in orders], int)
     inc_idx = np.array([inc.index for _, inc in orders], int)
     lev_cols = [y_idx[oracle.levers_of[g]].ravel() for g in range(G)]
-    ell_idx = np.array([[ell[s_, g].index for g in range(G)] for s_ in range(S)], int) if with_cvar else None
     nu_prev = np.zeros((S, G))
     lam = 0.0
     lb, ub, core, it, status, relaxed_obj = -np.inf, np.inf, None, 0, SolveStatus.OPTIMAL, None
@@ -636,6 +659,10 @@ def solve_benders_chains(pack: PlanningPack, draws: mc.Draws, variant: Variant, 
         col = solve_fixed(y_idx.ravel(), np.asarray(start, float).ravel())
         if col is not None:
             seed(col)
+            if alpha is None and core is not None and np.array_equal(core, col):
+                alpha = 0.8  # a start that is feasible and the best point: search close to it
+    if alpha is None:
+        alpha = 0.5
     while True:
         it += 1
         col, val = master()
