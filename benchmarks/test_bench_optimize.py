@@ -13,8 +13,13 @@ The extensive form alone (the old curve)::
 
     .venv/bin/python benchmarks/test_bench_optimize.py --extensive 10 25 50 100
 
-``--curve`` and ``--compare`` also write ``benchmarks/optimize_curve.json`` /
-``benchmarks/optimize_compare.json``. Every time is the median of ``--repeat`` runs (default
+The series network (4 sites, each picked then packed: R=8 resources in series pairs), against
+the extensive form at S=50 and then at S=1,000 and 10,000::
+
+    .venv/bin/python benchmarks/test_bench_optimize.py --series --repeat 3
+
+``--curve``, ``--compare`` and ``--series`` also write ``benchmarks/optimize_curve.json`` /
+``benchmarks/optimize_compare.json`` / ``benchmarks/optimize_series.json``. Every time is the median of ``--repeat`` runs (default
 1 for the long ones) after one warm-up solve that compiles the numba chain solver; the
 solve runs on one core (HiGHS ``threads=1``, the chain solver single-threaded).
 """
@@ -45,7 +50,10 @@ TIGHT_CVAR = Variant("C", "resilient-tight", "cvar", 0.9995, level=0.95)
 HERE = Path(__file__).parent
 
 
-def _pack(T: int = 52, R: int = 8):
+def _pack(T: int = 52, R: int = 8, network: str = "synthetic"):
+    """The synthetic network (one resource per segment) or its series form (R/2 sites, each picked then packed)."""
+    if network == "series":
+        return examples.series_pack(T=T, G=R // 2)
     return examples.synthetic_pack(T=T, R=R)
 
 
@@ -68,25 +76,27 @@ def solve_once(S: int, T: int = 52, R: int = 8, variant: Variant = LEAN) -> dict
 
 
 def benders_once(S: int, T: int = 52, R: int = 8, tol: float = 1e-3, variant: Variant = LEAN,
-                 repeat: int = 1) -> dict:
+                 repeat: int = 1, network: str = "synthetic") -> dict:
     """The L-shaped method with chain subproblems to relative gap ``tol``: median of ``repeat`` solves."""
-    pack = _pack(T, R)
+    pack = _pack(T, R, network)
     draws = mc.sample_paths(pack, S, 1)
     times, res, info = [], None, None
     for _ in range(repeat):
         t0 = time.perf_counter()
         res, info = benders.solve_benders(pack, draws, variant, pack.budget, tol=tol)
         times.append(time.perf_counter() - t0)
-    return {"S": S, "T": T, "R": R, "variant": variant.label, "service": variant.service, "tol": tol, "seconds": statistics.median(times),
+    return {"S": S, "T": T, "R": R, "network": network, "variant": variant.label, "service": variant.service, "tol": tol,
+            "seconds": statistics.median(times),
             "runs": times, "status": str(res.status), "objective": res.objective, "gap": res.gap,
             "lower_bound": info["lower_bound"], "iterations": info["iterations"],
             "oracle_calls": info["oracle_calls"], "clusters": info["clusters"], "lp_fallbacks": info["lp_fallbacks"],
             "subproblem": info["subproblem"]}
 
 
-def compare_once(S: int, T: int = 52, R: int = 8, tol: float = 1e-7, variant: Variant = LEAN) -> dict:
+def compare_once(S: int, T: int = 52, R: int = 8, tol: float = 1e-7, variant: Variant = LEAN,
+                 network: str = "synthetic") -> dict:
     """Extensive form and L-shaped method on the same sample: objectives, agreement, speedup."""
-    pack = _pack(T, R)
+    pack = _pack(T, R, network)
     draws = mc.sample_paths(pack, S, 1)
     t0 = time.perf_counter()
     ext = opt.solve(opt.build_model(pack, draws, variant, pack.budget), pack)
@@ -94,7 +104,8 @@ def compare_once(S: int, T: int = 52, R: int = 8, tol: float = 1e-7, variant: Va
     t0 = time.perf_counter()
     ben, info = benders.solve_benders(pack, draws, variant, pack.budget, tol=tol)
     t_ben = time.perf_counter() - t0
-    return {"S": S, "variant": variant.label, "service": variant.service, "target": variant.target, "extensive_s": t_ext, "benders_s": t_ben,
+    return {"S": S, "network": network, "variant": variant.label, "service": variant.service, "target": variant.target,
+            "extensive_s": t_ext, "benders_s": t_ben,
             "speedup": t_ext / t_ben, "extensive_objective": ext.objective, "benders_objective": ben.objective,
             "relative_difference": (ben.objective - ext.objective) / abs(ext.objective),
             "benders_lower_bound": info["lower_bound"], "benders_iterations": info["iterations"],
@@ -151,6 +162,16 @@ if __name__ == "__main__":
                 rows.append(compare_once(S, variant=variant))
                 print(rows[-1], flush=True)
         _write("optimize_compare.json", rows)
+    elif mode == "--series":  # 4 sites picked then packed (R=8): against the extensive form, then the scale points
+        for S in (50,):
+            for variant in PLANS:
+                rows.append(compare_once(S, variant=variant, network="series"))
+                print(rows[-1], flush=True)
+        for S in sizes or [1000, 10000]:
+            for variant in PLANS:
+                rows.append(benders_once(S, variant=variant, repeat=repeat if S <= 2000 else 1, network="series"))
+                print(rows[-1], flush=True)
+        _write("optimize_series.json", rows)
     elif mode == "--curve":
         for S in sizes or [50, 100, 200, 500, 1000, 2000, 5000, 10000, 20000]:
             for variant in (*PLANS, TIGHT, TIGHT_CVAR):
@@ -158,4 +179,4 @@ if __name__ == "__main__":
                 print(rows[-1], flush=True)
         _write("optimize_curve.json", rows)
     else:
-        sys.exit(f"unknown mode {mode}; use --curve, --compare or --extensive")
+        sys.exit(f"unknown mode {mode}; use --curve, --compare, --series or --extensive")
