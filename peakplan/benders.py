@@ -727,7 +727,7 @@ def solve_benders(pack: PlanningPack, draws: mc.Draws, variant: Variant, budget:
                   subproblem: str = "auto") -> tuple[SolveResult, dict]:
     """L-shaped method for the SAA model: chain subproblems where the model allows, else HiGHS.
 
-    ``subproblem="chains"`` (exact DP per single-resource segment, :func:`solve_benders_chains`)
+    ``subproblem="chains"`` (exact DP per segment, :func:`solve_benders_chains`)
     is used when :func:`chain_structure` accepts the pack and variant; otherwise, or with
     ``subproblem="lp"``, every path's LP is solved by HiGHS (:func:`peakplan.benders_lp.solve_benders_lp`).
     """
