@@ -468,8 +468,12 @@ def solve_chains(d, c, F, u, b, L, K: int) -> dict:
         u = full(u, (C,))[:, None]
     c, F, u = (np.require(x, requirements=["C", "W"]) for x in (c, F, u))
     L, b = full(L, (C, T)), full(b, (C,))
-    if np.any(c < 0) or np.any(F < 0) or np.any(d < 0):
-        raise ValueError("chains need non-negative demand, capacity and flex caps")
+    if c.shape[2] < 1:
+        raise ValueError("chains need at least one resource (J >= 1)")
+    if not all(np.isfinite(x).all() for x in (d, c, F, u, b, L)):
+        raise ValueError("chains need finite demand, capacity, flex caps and prices")
+    if np.any(c < 0) or np.any(F < 0) or np.any(d < 0) or np.any(u < 0):
+        raise ValueError("chains need non-negative demand, capacity, flex caps and flex prices")
     out = {k: np.zeros((C, T)) for k in ("served_new", "served_old", "loss")}
     out.update({k: np.zeros((C, T, J)) for k in ("flex", "p", "q")})
     cost = np.zeros(C)

@@ -174,3 +174,16 @@ def test_bad_input_is_refused():
         solve_chains(ones, -ones, ones, 1.0, 1.0, ones, 1)
     with pytest.raises(ValueError, match="non-negative"):
         solve_chains(-ones, ones, ones, 1.0, 1.0, ones, 0)
+    # series input (review findings): a NaN capacity ran the DP's segment search off its buffer, a negative
+    # flex price broke the tiers' order (a wrong cost marked verified), and J=0 read an empty array
+    c2, F2 = np.ones((1, 3, 2)), np.ones((1, 3, 2))
+    nan = c2.copy()
+    nan[0, 1, 0] = np.nan
+    with pytest.raises(ValueError, match="finite"):
+        solve_chains(ones, nan, F2, np.ones(2), 0.5, ones, 1)
+    with pytest.raises(ValueError, match="finite"):
+        solve_chains(ones, c2, F2, np.ones(2), 0.5, np.full((1, 3), np.inf), 1)
+    with pytest.raises(ValueError, match="flex prices"):
+        solve_chains(ones, c2, F2, np.array([-1.0, 2.0]), 0.5, ones, 1)
+    with pytest.raises(ValueError, match="at least one resource"):
+        solve_chains(ones, np.ones((1, 3, 0)), np.ones((1, 3, 0)), np.ones(0), 0.5, ones, 1)
