@@ -169,6 +169,7 @@ def _chain(d, c, F, u, b, L, K, out_n, out_o, out_v, out_loss, out_p, out_q, seg
         mst = ms[t]
         mlt = ml[t]
         mtt = mt[t]
+        nxt_tier = 0
         s_old = 0.0
         if K == 1 and t > 0 and carry > 0:
             s_old = min(carry, vfin[t])
@@ -180,8 +181,9 @@ def _chain(d, c, F, u, b, L, K, out_n, out_o, out_v, out_loss, out_p, out_q, seg
             if z >= zt:
                 break
             step = min(mlt[j], zt - z)
-            if mtt[j]:
+            if nxt_tier < nt[t] and j == mtt[nxt_tier]:
                 flex -= step
+                nxt_tier += 1
             else:
                 knew += step
             z += step
@@ -222,8 +224,8 @@ def _build_m(t, d, tw, tp, nt, b, L, K, seg_s, seg_l, v0, nseg, ms, ml, mt):
 
     ``N_t(k)`` is the cost of the new units and of the future given ``k`` units of capacity
     for them; its slopes are minus the value of serving one more new unit. ``Phi_t`` is the
-    flex supply curve (tiers): each tier is a segment of slope minus its price, ``mt``
-    marks them. Returns ``(M(-wt_t), number of segments)``.
+    flex supply curve (tiers): each tier is a segment of slope minus its price; ``mt``
+    receives their positions. Returns ``(M(-wt_t), number of segments)``.
     """
     dt = d[t]
     k = 0
@@ -252,13 +254,12 @@ def _build_m(t, d, tw, tp, nt, b, L, K, seg_s, seg_l, v0, nseg, ms, ml, mt):
             while ptr >= 0 and slope >= -tp[t, ptr]:
                 ms[k] = -tp[t, ptr]
                 ml[k] = tw[t, ptr]
-                mt[k] = True
+                mt[nt[t] - 1 - ptr] = k
                 k += 1
                 ptr -= 1
             if length > 0:
                 ms[k] = slope
                 ml[k] = length
-                mt[k] = False
                 k += 1
     else:
         n0 = L[t] * dt
@@ -266,22 +267,20 @@ def _build_m(t, d, tw, tp, nt, b, L, K, seg_s, seg_l, v0, nseg, ms, ml, mt):
             while ptr >= 0 and -L[t] >= -tp[t, ptr]:
                 ms[k] = -tp[t, ptr]
                 ml[k] = tw[t, ptr]
-                mt[k] = True
+                mt[nt[t] - 1 - ptr] = k
                 k += 1
                 ptr -= 1
             ms[k] = -L[t]
             ml[k] = dt
-            mt[k] = False
             k += 1
     while ptr >= 0:
         ms[k] = -tp[t, ptr]
         ml[k] = tw[t, ptr]
-        mt[k] = True
+        mt[nt[t] - 1 - ptr] = k
         k += 1
         ptr -= 1
     ms[k] = 0.0
     ml[k] = _INF
-    mt[k] = False
     k += 1
     return spend + n0, k
 
@@ -416,7 +415,7 @@ def _solve_all(d, c, F, u, b, L, K, cost, ok, n, o, v, loss, p, q):
     vfin = np.zeros(T + 1)
     ms = np.zeros((T, cap))
     ml = np.zeros((T, cap))
-    mt = np.zeros((T, cap), np.bool_)
+    mt = np.zeros((T, J), np.int64)
     mlo = np.zeros(T)
     nmv = np.zeros(T, np.int64)
     c0 = np.zeros(T)
