@@ -60,8 +60,6 @@ def chain_structure(pack: PlanningPack, variant: Variant, budget: float | None) 
     if pack.arr("storable").astype(bool).any():
         return "a segment is storable (pre-build links periods through stock)"
     flex = [i for i, lv in enumerate(pack.levers) if lv.kind == "flex"]
-    if budget is not None and flex:
-        return "a budget with flex levers couples the paths through the expected flex spend"
     for r in range(pack.R):
         users = np.flatnonzero(A[:, r] > 0)
         if len(users) > 1:
@@ -131,8 +129,24 @@ class ChainOracle:
         self.lost_w = self.window.astype(float)
         if self.max_delay == 1:
             self.lost_w[-1] = 1.0
+        # prices of the chains: ``wc`` on the true cost's penalties, backlog and flex, plus ``mu``
+        # more on flex spend (a budget's multiplier); wc = 0, mu = 1 prices flex spend alone
+        self.wc, self.mu = 1.0, 0.0
         self.calls = 0
         self.fallbacks = 0
+
+    def prices(self, wc: float, mu: float) -> None:
+        """Price the chains' objective ``wc * true cost + mu * flex spend`` from now on."""
+        self.wc, self.mu = float(wc), float(mu)
+
+    def _true(self, g: int, out: dict, idx) -> tuple[np.ndarray, np.ndarray]:
+        """Per chain: the flex spend and the true cost (penalties, backlog, flex at list price) of the flows ``out``."""
+        d = self.demand[g] if idx is None else self.demand[g][idx]
+        spend = (out["flex"] * self.unit[g]).sum(axis=(1, 2))
+        true = self.pen[g] * out["loss"].sum(axis=1) + spend
+        if self.max_delay == 1:
+            true = true + self.bc[g] * (d - out["served_new"]).sum(axis=1)
+        return spend, true
 
     def _inputs(self, g: int, levels: np.ndarray, idx) -> tuple:
         """Capacity ``[n, T, J]``, flex caps ``[n, T, J]`` and flex prices ``[J]`` of segment g's chains ``idx``."""
@@ -144,7 +158,7 @@ class ChainOracle:
         F = np.zeros((1, self.T, len(res)))
         on = self.flex_on[g]
         F[0][:, on] = (np.maximum(levels[self.flex_lever[g][on]], 0.0) / self.load[g][on, None]).T
-        return c, np.broadcast_to(F, c.shape), self.unit[g]
+        return c, np.broadcast_to(F, c.shape), self.unit[g] * (self.wc + self.mu)
 
     def _grad(self, g: int, p: np.ndarray, q: np.ndarray) -> np.ndarray:
         """``[K, nlev, T]``: per cluster, the sums of dQ/d(levels of g's levers) / S, from duals ``[S, T, J]``."""
@@ -163,10 +177,11 @@ class ChainOracle:
                feasibility: bool = False) -> dict:
         """Segment ``g``'s chains of the paths ``idx``, lost window units priced ``nu`` each (per path).
 
-        Returns per path: ``q`` (cost with the price), ``lost`` (lost window units), ``cost``
-        (true cost), and the duals ``p``, ``qf`` (``[n, T, J]``). ``feasibility=True`` prices
-        nothing but lost window units (flex and backlog free): ``q = lost`` is the fewest
-        lost window units the plan allows.
+        Returns per path: ``q`` (the priced objective, see :meth:`prices`, with the lost-unit
+        price), ``lost`` (lost window units), ``cost`` (the priced objective without it),
+        ``spend`` and ``true`` (flex spend and true cost of the flows), and the duals ``p``,
+        ``qf`` (``[n, T, J]``). ``feasibility=True`` prices nothing but lost window units (flex
+        and backlog free): ``q = lost`` is the fewest lost window units the plan allows.
         """
         from peakplan.recourse import solve_chains
 
@@ -175,13 +190,16 @@ class ChainOracle:
         if feasibility:
             L, u, bc = np.broadcast_to(self.lost_w, (n, self.T)), 0.0, 0.0
         else:
-            L, bc = self.pen[g] + nu[:, None] * self.lost_w[None, :], float(self.bc[g])
+            L = self.wc * self.pen[g] + nu[:, None] * self.lost_w[None, :]
+            bc = self.wc * float(self.bc[g])
         out = solve_chains(self.demand[g][idx], c, F, u, bc, L, self.max_delay)
         self.calls += n / self.S
         self.fallbacks += out["fallback"]
         lost = out["loss"] @ self.lost_w
         cost = out["cost"] if feasibility else out["cost"] - nu * lost
-        return {"q": out["cost"], "lost": lost, "cost": cost, "p": out["p"], "qf": out["q"]}
+        spend, true = self._true(g, out, idx)
+        return {"q": out["cost"], "lost": lost, "cost": cost, "spend": spend, "true": true,
+                "p": out["p"], "qf": out["q"]}
 
     def chain_grad(self, g: int, p: np.ndarray, qf: np.ndarray, idx: np.ndarray) -> np.ndarray:
         """Per chain ``idx``, dQ/d(levels of g's levers) from its duals: ``[n, nlev, T]``."""
@@ -210,7 +228,9 @@ class ChainOracle:
 
         With ``feasibility`` the chains price nothing but lost window units (weight
         ``S w_s``; flex and backlog free): ``cost = dwin - most servable`` per cluster, and
-        ``grad`` is its subgradient.
+        ``grad`` is its subgradient. Otherwise ``cost`` is the priced objective (see
+        :meth:`prices`) and ``spend`` and ``true`` the flex spend and true cost, per cluster
+        and divided by S.
         """
         from peakplan.recourse import solve_chains
 
@@ -221,7 +241,7 @@ class ChainOracle:
             L, u, bc = extra, 0.0, 0.0
         else:
             extra = (lam * S) * self.w[:, None] * self.window[None, :]
-            L, bc = self.pen[g] + extra, float(self.bc[g])
+            L, bc = self.wc * self.pen[g] + extra, self.wc * float(self.bc[g])
         out = solve_chains(self.demand[g], c, F, u, bc, L, self.max_delay)
         self.calls += 1
         self.fallbacks += out["fallback"]
@@ -233,7 +253,10 @@ class ChainOracle:
         lag = np.add.reduceat(cost_path, k0) / S - lam * self.dwin[g]
         true = lag.copy() if feasibility else np.add.reduceat(cost_path - (extra * loss).sum(axis=1), k0) / S
         grad = self._grad(g, out["p"], out["q"])
-        return {"g": g, "lam": lam, "lag": lag, "served": served, "cost": true, "grad": grad}
+        spend, true_path = self._true(g, out, None)
+        return {"g": g, "lam": lam, "lag": lag, "served": served, "cost": true, "grad": grad,
+                "spend": np.add.reduceat(spend, k0) / S, "true": np.add.reduceat(true_path, k0) / S,
+                "wc": self.wc, "mu": self.mu}
 
 
 def _recourse_value(oracle: ChainOracle, levels: np.ndarray, need: float | None, lam0: float, atol: float,
@@ -244,14 +267,21 @@ def _recourse_value(oracle: ChainOracle, levels: np.ndarray, need: float | None,
     concave; its maximum is the constrained recourse cost (LP duality). The search brackets
     the maximum from the last multiplier, then intersects tangents until the bound they give
     is within ``atol``. ``value`` is the cost of a feasible second stage (the bracket's
-    convex combination; ``inf`` when the target cannot be met at ``levels``), ``evals``
-    the evaluations whose cuts the master receives and ``feasibility`` the segments'
-    most-servable evaluations when the target is out of reach.
+    convex combination; ``inf`` when the target cannot be met at ``levels``) under the
+    oracle's prices (:meth:`ChainOracle.prices`), ``spend`` and ``true`` that second
+    stage's flex spend and true cost, ``evals`` the evaluations whose cuts the master
+    receives and ``feasibility`` the segments' most-servable evaluations when the target is
+    out of reach.
     """
     G = oracle.G
     e0 = [oracle.evaluate(g, levels, 0.0) for g in range(G)]
+
+    def sums(es):
+        return float(sum(e["spend"].sum() for e in es)), float(sum(e["true"].sum() for e in es))
+
     if need is None:
-        return {"value": float(sum(e["cost"].sum() for e in e0)), "lam": 0.0, "evals": e0, "feasibility": None}
+        return {"value": float(sum(e["cost"].sum() for e in e0)), "lam": 0.0, "evals": e0, "feasibility": None,
+                **dict(zip(("spend", "true"), sums(e0), strict=True))}
     need_ok = need - 1e-9 * max(1.0, abs(need))
 
     def total(es):
@@ -261,10 +291,11 @@ def _recourse_value(oracle: ChainOracle, levels: np.ndarray, need: float | None,
 
     f_lo, s_lo, c_lo = total(e0)
     if s_lo >= need_ok:
-        return {"value": c_lo, "lam": 0.0, "evals": e0, "feasibility": None}
+        return {"value": c_lo, "lam": 0.0, "evals": e0, "feasibility": None,
+                **dict(zip(("spend", "true"), sums(e0), strict=True))}
     fz = [oracle.evaluate(g, levels, 0.0, feasibility=True) for g in range(G)]
     if float(sum((oracle.dwin[g] - fz[g]["cost"]).sum() for g in range(G))) < need_ok:
-        return {"value": np.inf, "lam": lam0, "evals": e0, "feasibility": fz}
+        return {"value": np.inf, "lam": lam0, "evals": e0, "feasibility": fz, "spend": np.inf, "true": np.inf}
     lo = e0
     lam = lam0 if lam0 > 0 else oracle.lam_scale()
     hi = None
@@ -296,7 +327,9 @@ def _recourse_value(oracle: ChainOracle, levels: np.ndarray, need: float | None,
     span = s_hi - s_lo
     alpha = 1.0 if span <= 0 else min(1.0, max(0.0, (need - s_lo) / span))
     evals = hi + (lo if lo is not e0 else [])
-    return {"value": alpha * c_hi + (1 - alpha) * c_lo, "lam": hi[0]["lam"], "evals": e0 + evals, "feasibility": fz}
+    (sp_hi, tr_hi), (sp_lo, tr_lo) = sums(hi), sums(lo)
+    return {"value": alpha * c_hi + (1 - alpha) * c_lo, "lam": hi[0]["lam"], "evals": e0 + evals, "feasibility": fz,
+            "spend": alpha * sp_hi + (1 - alpha) * sp_lo, "true": alpha * tr_hi + (1 - alpha) * tr_lo}
 
 
 def _separate_lost(oracle: ChainOracle, g: int, levels: np.ndarray, ell: np.ndarray, nu0: np.ndarray,
@@ -310,31 +343,34 @@ def _separate_lost(oracle: ChainOracle, g: int, levels: np.ndarray, ell: np.ndar
     cannot keep to ``ell_s`` even at any price get a feasibility cut instead
     (``ell_s >= fewest lost_s(y)``). Returns, per path: the price ``nu``, ``Q`` and duals
     at it, the cheapest true cost within ``ell`` (``inf`` where infeasible), and the
-    feasibility data.
+    feasibility data; ``spend`` and ``true`` are the flex spend and true cost of the second
+    stage whose priced cost is ``ub`` (under :meth:`ChainOracle.prices`).
     """
     S = oracle.S
     every = np.arange(S)
-    tol_l = 1e-9 * np.maximum(1.0, np.abs(ell))
+    tol_l = 1e-7 * np.maximum(1.0, np.abs(ell))  # HiGHS's primal feasibility tolerance
     e = oracle.chains(g, levels, np.zeros(S), every)
     best = {"nu": np.zeros(S), "Q": e["q"].copy(), "p": e["p"].copy(), "qf": e["qf"].copy()}
-    ub = e["cost"].copy()
+    ub, spend, true = e["cost"].copy(), e["spend"].copy(), e["true"].copy()
     active = np.flatnonzero(e["lost"] > ell + tol_l)
-    out = {"best": best, "ub": ub, "infeasible": np.zeros(S, bool), "fz": None, "cost0": e["cost"], "lost0": e["lost"]}
+    out = {"best": best, "ub": ub, "spend": spend, "true": true, "infeasible": np.zeros(S, bool), "fz": None,
+           "cost0": e["cost"], "lost0": e["lost"], "spend0": e["spend"], "true0": e["true"]}
     if not len(active):
         return out
     fz = oracle.chains(g, levels, np.zeros(len(active)), active, feasibility=True)
     bad = fz["lost"] > ell[active] + tol_l[active]
     if bad.any():
         out["infeasible"][active[bad]] = True
-        ub[active[bad]] = np.inf
+        ub[active[bad]] = spend[active[bad]] = true[active[bad]] = np.inf
         out["fz"] = {"idx": active[bad], "lost": fz["lost"][bad], "p": fz["p"][bad], "qf": fz["qf"][bad]}
     idx = active[~bad]
     if not len(idx):
         return out
     n = len(idx)
     el = ell[idx]
-    lo = {"nu": np.zeros(n), "q": e["q"][idx], "lost": e["lost"][idx], "cost": e["cost"][idx]}
-    hi = {"nu": np.full(n, np.nan), "q": np.zeros(n), "lost": np.zeros(n), "cost": np.zeros(n)}
+    fields = ("q", "lost", "cost", "spend", "true")
+    lo = {"nu": np.zeros(n), **{f: e[f][idx] for f in fields}}
+    hi = {"nu": np.full(n, np.nan), **{f: np.zeros(n) for f in fields}}
     nu = np.where(nu0[idx] > 0, nu0[idx], float(oracle.pen[g]))
     fbest = lo["q"] - lo["nu"] * el
 
@@ -352,9 +388,8 @@ def _separate_lost(oracle: ChainOracle, g: int, levels: np.ndarray, ell: np.ndar
         up = r["lost"] <= el[sel] + tol_l[idx[sel]]
         for side, mask in ((hi, up), (lo, ~up)):
             side["nu"][sel[mask]] = nu_sel[mask]
-            side["q"][sel[mask]] = r["q"][mask]
-            side["lost"][sel[mask]] = r["lost"][mask]
-            side["cost"][sel[mask]] = r["cost"][mask]
+            for f in fields:
+                side[f][sel[mask]] = r[f][mask]
 
     for _ in range(60):  # bracket: raise the price until the chain keeps to its allowance
         sel = np.flatnonzero(np.isnan(hi["nu"]))
@@ -379,6 +414,8 @@ def _separate_lost(oracle: ChainOracle, g: int, levels: np.ndarray, ell: np.ndar
     span = lo["lost"] - hi["lost"]
     alpha = np.where(span > 0, np.clip((lo["lost"] - el) / np.where(span > 0, span, 1.0), 0.0, 1.0), 1.0)
     ub[idx] = alpha * hi["cost"] + (1 - alpha) * lo["cost"]
+    spend[idx] = alpha * hi["spend"] + (1 - alpha) * lo["spend"]
+    true[idx] = alpha * hi["true"] + (1 - alpha) * lo["true"]
     return out
 
 
@@ -473,6 +510,7 @@ def solve_benders_chains(pack: PlanningPack, draws: mc.Draws, variant: Variant, 
         clusters = (8 if S < 5000 else 32) * max(1, 8 // G)  # about 64 (256 from 5,000 paths) cost columns
     oracle = ChainOracle(pack, draws, structure, clusters)
     K = oracle.K
+    with_budget = budget is not None and any(len(f) for f in oracle.flex_on)
     with_service = variant.service == "expected" and variant.target > 0 and oracle.n_ok > 0
     need = variant.target * oracle.n_ok if with_service else None
     m = Model(prob=pulp.LpProblem(_vname("master", pack.name, variant.name), pulp.LpMinimize), y={}, pb={})
@@ -483,6 +521,8 @@ def solve_benders_chains(pack: PlanningPack, draws: mc.Draws, variant: Variant, 
     sigma = {(g, k): m.prob.add_variable(_vname("sigma", pack.segments[g], k), lowBound=0,
                                          upBound=float(oracle.dwin[g, k]))
              for g in range(G) for k in range(K)} if with_service else {}
+    phi = {(g, k): m.prob.add_variable(_vname("phi", pack.segments[g], k), lowBound=0)
+           for g in range(G) for k in range(K)} if with_budget else {}
     with_cvar = variant.service in ("quantile", "cvar") and variant.target > 0
     if with_cvar:  # R-U CVaR of the paths' lost window units beyond the allowed share, as in define_service
         level = variant.level if variant.service == "quantile" else max(variant.level, 0.95)
@@ -494,8 +534,8 @@ def solve_benders_chains(pack: PlanningPack, draws: mc.Draws, variant: Variant, 
     m.prob += base + lever + pulp.lpSum(theta.values()) + 1e-6 * pulp.lpSum(tie_vars)
     if with_service:
         m.prob += pulp.lpSum(sigma.values()) >= need, "service_expected"
-    if budget is not None:
-        m.prob += lever <= budget, "budget"
+    if budget is not None:  # with flex levers, the expected flex spend's shares phi_gk count against it
+        m.prob += lever + pulp.lpSum(phi.values()) <= budget, "budget"
     opts = _solver("highs", None)
     opts.createAndConfigureSolver(m.prob)
     opts.buildSolverModel(m.prob)
@@ -504,14 +544,21 @@ def solve_benders_chains(pack: PlanningPack, draws: mc.Draws, variant: Variant, 
     y_idx = np.array([[m.y[i, t].index for t in range(pack.T)] for i in range(pack.L)], int)
     th_idx = np.array([[theta[g, k].index for k in range(K)] for g in range(G)], int)
     sg_idx = np.array([[sigma[g, k].index for k in range(K)] for g in range(G)], int) if with_service else None
+    ph_idx = np.array([[phi[g, k].index for k in range(K)] for g in range(G)], int) if with_budget else None
     ell_idx = _add_cvar_rows(h, S, G, kappa, level) if with_cvar else None
     cost_vec = np.asarray(h.getLp().col_cost_)
+    lev_vec = np.zeros(len(cost_vec))
+    for v, a in pulp.LpAffineExpression(lever).items():
+        lev_vec[v.index] += a
+    lev_const = float(pulp.LpAffineExpression(lever).constant)
     orders = m.extra.get("orders", [])
     order_idx = np.array([z.index for z, _ in orders], int)
     inc_idx = np.array([inc.index for _, inc in orders], int)
     lev_cols = [y_idx[oracle.levers_of[g]].ravel() for g in range(G)]
     nu_prev = np.zeros((S, G))
     lam = 0.0
+    lam_f, mu_prev = 0.0, 1.0  # the last multipliers of the budget's searches
+    ub_spend = 0.0
     lb, ub, core, it, status, relaxed_obj = -np.inf, np.inf, None, 0, SolveStatus.OPTIMAL, None
     fixed_orders = not len(orders)
     n_cuts = 0
@@ -535,6 +582,17 @@ def solve_benders_chains(pack: PlanningPack, draws: mc.Draws, variant: Variant, 
         return (np.concatenate([np.asarray(cols, int), lev_cols[g][nz]]),
                 np.concatenate([np.asarray(coefs, float), -gr[nz]]))
 
+    def priced(g, k, wc, mu):
+        """The columns and coefficients a cut's left side starts with under prices ``(wc, mu)``."""
+        cols, coefs = [], []
+        if wc > 0:
+            cols.append(th_idx[g, k])
+            coefs.append(wc)
+        if mu > 0 and with_budget:
+            cols.append(ph_idx[g, k])
+            coefs.append(mu)
+        return cols, coefs
+
     def cut_rows(col, res):
         """Cuts ``(index, values, lower)`` from an evaluation at ``col``."""
         rows = []
@@ -543,10 +601,11 @@ def solve_benders_chains(pack: PlanningPack, draws: mc.Draws, variant: Variant, 
             yg = col[lev_cols[g]]
             for k in range(K):
                 gr = e["grad"][k].ravel()
+                cols, coefs = priced(g, k, e["wc"], e["mu"])
                 if with_service and e["lam"] > 0:
-                    idx, val = cut_row(g, gr, [th_idx[g, k], sg_idx[g, k]], [1.0, -e["lam"]])
-                else:
-                    idx, val = cut_row(g, gr, [th_idx[g, k]], [1.0])
+                    cols.append(sg_idx[g, k])
+                    coefs.append(-e["lam"])
+                idx, val = cut_row(g, gr, cols, coefs)
                 rows.append((idx, val, float(e["lag"][k] - gr @ yg)))
         if res["feasibility"] is not None and with_service:
             # per (segment, cluster): sigma_gk <= most servable_gk(y) <= dwin_gk - cost_gk - grad_gk (y - y^k)
@@ -572,17 +631,22 @@ def solve_benders_chains(pack: PlanningPack, draws: mc.Draws, variant: Variant, 
     def violated(rows, col):
         return any(float(val @ col[idx]) < lo - 1e-9 * max(1.0, abs(lo)) for idx, val, lo in rows)
 
-    def evaluate_cvar(col):
-        levels, allow = col[y_idx], col[ell_idx]
-        atol = 1e-3 * tol * max(1.0, abs(lb) if np.isfinite(lb) else 0.0) / (S * G)
-        rows, total = [], 0.0
-        free_cost, free_lost = 0.0, np.zeros(S)
+    def inner_cvar(col, atol):
+        """Every chain's cheapest second stage within the master's lost-unit allowances, and its cuts."""
+        levels, allow = col[y_idx], np.maximum(col[ell_idx], 0.0)  # HiGHS may return -1e-9 for 0
+        wc, mu = oracle.wc, oracle.mu
+        rows, total, spend, true = [], 0.0, 0.0, 0.0
+        free = np.zeros(3)
+        free_lost = np.zeros(S)
         for g in range(G):
             sep = _separate_lost(oracle, g, levels, allow[:, g], nu_prev[:, g], atol)
             b = sep["best"]
-            nu_prev[:, g] = b["nu"]
+            if wc > 0:
+                nu_prev[:, g] = b["nu"]
             total += float(sep["ub"].sum()) / S
-            free_cost += float(sep["cost0"].sum()) / S
+            spend += float(sep["spend"].sum()) / S
+            true += float(sep["true"].sum()) / S
+            free += np.array([sep["cost0"].sum(), sep["spend0"].sum(), sep["true0"].sum()]) / S
             free_lost += sep["lost0"]
             grad = oracle.path_grad(g, b["p"], b["qf"], np.arange(S))
             yg = col[lev_cols[g]]
@@ -590,7 +654,8 @@ def solve_benders_chains(pack: PlanningPack, draws: mc.Draws, variant: Variant, 
                 paths = np.arange(oracle.starts[k], oracle.starts[k + 1] if k + 1 < K else S)
                 gr = grad[k].ravel()
                 on = paths[b["nu"][paths] > 0]
-                idx, val = cut_row(g, gr, np.append(th_idx[g, k], ell_idx[on, g]), np.append(1.0, b["nu"][on] / S))
+                cols, coefs = priced(g, k, wc, mu)
+                idx, val = cut_row(g, gr, np.append(cols, ell_idx[on, g]), np.append(coefs, b["nu"][on] / S))
                 rows.append((idx, val, float(b["Q"][paths].sum() / S - gr @ yg)))
             if sep["fz"] is not None:  # ell_sg >= fewest lost_sg(y), for each chain that missed
                 fz = sep["fz"]
@@ -599,24 +664,85 @@ def solve_benders_chains(pack: PlanningPack, draws: mc.Draws, variant: Variant, 
                     gr = gfz[i].ravel()
                     idx, val = cut_row(g, gr, [ell_idx[s_, g]], [1.0])
                     rows.append((idx, val, float(fz["lost"][i] - gr @ yg)))
-        first = float(cost_vec @ col) + offset - float(col[th_idx].sum())
-        if _cvar_excess(free_lost - kappa, level) <= 1e-9 * max(1.0, float(kappa.max(initial=0.0))):
-            total = min(total, free_cost)  # the cheapest second stage already keeps to the bound
-        return rows, first + total
+        if (free[0] < total and _cvar_excess(free_lost - kappa, level)
+                <= 1e-9 * max(1.0, float(kappa.max(initial=0.0)))):
+            total, spend, true = free  # the cheapest second stage already keeps to the bound
+        return {"rows": rows, "obj": total, "spend": spend, "true": true}
+
+    def inner(col, wc, mu, atol=None):
+        """The recourse at ``col`` priced ``wc * true cost + mu * flex spend`` (:meth:`ChainOracle.prices`)."""
+        nonlocal lam, lam_f
+        if atol is None:
+            atol = 1e-3 * tol * max(1.0, abs(lb) if np.isfinite(lb) else 0.0)
+        oracle.prices(wc, mu)
+        try:
+            if with_cvar:
+                return inner_cvar(col, atol / (S * G))
+            res = _recourse_value(oracle, col[y_idx], need, lam if wc > 0 else lam_f, atol)
+            if np.isfinite(res["value"]):
+                if wc > 0:
+                    lam = res["lam"]
+                else:
+                    lam_f = res["lam"]
+            return {"rows": cut_rows(col, res), "obj": res["value"], "spend": res["spend"], "true": res["true"]}
+        finally:
+            oracle.prices(1.0, 0.0)
 
     def evaluate(col):
-        nonlocal lam
-        if with_cvar:
-            return evaluate_cvar(col)
-        atol = 1e-3 * tol * max(1.0, abs(lb) if np.isfinite(lb) else 0.0)
-        res = oracle_value(col, atol)
-        if np.isfinite(res["value"]):
-            lam = res["lam"]
-        first = float(cost_vec @ col) + offset - float(col[th_idx].sum())
-        return cut_rows(col, res), first + res["value"]
+        """Cuts at ``col``, the cost of a feasible second stage there (``inf`` if none) and its flex spend.
 
-    def oracle_value(col, atol):
-        return _recourse_value(oracle, col[y_idx], need, lam, atol)
+        With a budget shared with flex spend, the recourse is ``max_mu min (true cost + mu (spend
+        - b))``, ``b`` the budget left after the lever spend at ``col``: concave in ``mu``; the
+        search brackets it from the last multiplier and intersects tangents, and the second
+        stage is the bracket's mixture whose spend is ``b``. Where even the least flex spend
+        that meets the target (prices ``wc = 0, mu = 1``) exceeds ``b``, that evaluation's cuts
+        (``sum phi - lam sum sigma >= ...``) cut ``col`` off.
+        """
+        nonlocal mu_prev
+        first = float(cost_vec @ col) + offset - float(col[th_idx].sum())
+        r0 = inner(col, 1.0, 0.0)
+        b = np.inf if not with_budget else budget - float(lev_vec @ col) - lev_const
+        slack = 1e-9 * max(1.0, abs(budget)) if with_budget else 0.0
+        if not np.isfinite(r0["obj"]) or r0["spend"] <= b + slack:
+            return r0["rows"], first + r0["true"], r0["spend"]
+        rows = list(r0["rows"])
+        rf = inner(col, 0.0, 1.0, atol=0.1 * slack)  # the least spend, to a tenth of the budget's slack
+        rows += rf["rows"]
+        if not np.isfinite(rf["obj"]) or rf["spend"] > b + slack:
+            return rows, np.inf, np.inf
+        atol = 1e-3 * tol * max(1.0, abs(lb) if np.isfinite(lb) else 0.0)
+        lo, hi, mu = (0.0, r0), None, mu_prev
+        for _ in range(40):
+            r = inner(col, 1.0, mu)
+            rows += r["rows"]
+            if r["spend"] <= b + slack:
+                hi = (mu, r)
+                break
+            lo, mu = (mu, r), mu * 8.0
+        if hi is None:  # the least-spend second stage is the feasible end
+            hi = (np.inf, rf)
+        for _ in range(40 if np.isfinite(hi[0]) else 0):
+            (m_lo, r_lo), (m_hi, r_hi) = lo, hi
+            f_lo, f_hi = r_lo["obj"] - m_lo * b, r_hi["obj"] - m_hi * b
+            g_lo, g_hi = r_lo["spend"] - b, r_hi["spend"] - b
+            if g_lo - g_hi <= 0:
+                break
+            mu = (f_hi - f_lo + g_lo * m_lo - g_hi * m_hi) / (g_lo - g_hi)
+            if f_lo + g_lo * (mu - m_lo) - max(f_lo, f_hi) <= atol or not m_lo < mu < m_hi:
+                break
+            r = inner(col, 1.0, mu)
+            rows += r["rows"]
+            if r["spend"] <= b + slack:
+                hi = (mu, r)
+            else:
+                lo = (mu, r)
+        if np.isfinite(hi[0]) and hi[0] > 0:
+            mu_prev = hi[0]
+        r_lo, r_hi = lo[1], hi[1]
+        span = r_lo["spend"] - r_hi["spend"]
+        a = 1.0 if span <= 0 else min(1.0, max(0.0, (r_lo["spend"] - b) / span))
+        return (rows, first + a * r_hi["true"] + (1 - a) * r_lo["true"],
+                a * r_hi["spend"] + (1 - a) * r_lo["spend"])
 
     def solve_fixed(idx, values):
         """The master with columns ``idx`` fixed at ``values`` (clipped to their bounds): a full first-stage column."""
@@ -629,12 +755,17 @@ def solve_benders_chains(pack: PlanningPack, draws: mc.Draws, variant: Variant, 
         h.changeColsBounds(len(idx), idx, lo_b[idx], hi_b[idx])
         return col
 
+    def offer(point, value, spend):
+        """Make ``point`` the core if its cost ``value`` is the best so far."""
+        nonlocal ub, core, ub_spend
+        if value < ub:
+            ub, core, ub_spend = value, point.copy(), spend
+
     def seed(col):
         """Evaluate a starting point: its cuts go to the master, and it becomes the core if it is the best."""
-        nonlocal ub, core, n_cuts
-        rows, value = evaluate(col)
-        if value < ub:
-            ub, core = value, col.copy()
+        nonlocal n_cuts
+        rows, value, spend = evaluate(col)
+        offer(col, value, spend)
         add_rows(rows)
         n_cuts += len(rows)
 
@@ -671,13 +802,11 @@ def solve_benders_chains(pack: PlanningPack, draws: mc.Draws, variant: Variant, 
             break
         lb = val
         q = col if core is None else alpha * core + (1 - alpha) * col
-        rows, value = evaluate(q)
-        if value < ub:
-            ub, core = value, q.copy()
+        rows, value, spend = evaluate(q)
+        offer(q, value, spend)
         if q is not col and not violated(rows, col):
-            rows2, value2 = evaluate(col)
-            if value2 < ub:
-                ub, core = value2, col.copy()
+            rows2, value2, spend2 = evaluate(col)
+            offer(col, value2, spend2)
             rows += rows2
         add_rows(rows)
         n_cuts += len(rows)
@@ -716,7 +845,8 @@ def solve_benders_chains(pack: PlanningPack, draws: mc.Draws, variant: Variant, 
     gap_out = max(0.0, (ub - lb) / max(abs(ub), 1.0)) if np.isfinite(ub) else float("nan")
     if relaxed_obj is not None and np.isfinite(obj):
         gap_out = max(gap_out, (obj - relaxed_obj) / max(abs(obj), 1.0))
-    info = {"iterations": it, "lower_bound": lb, "upper_bound": ub, "flex_spend": 0.0, "links": [],
+    info = {"iterations": it, "lower_bound": lb, "upper_bound": ub, "flex_spend": float(ub_spend) if np.isfinite(ub_spend) else 0.0,
+            "links": [],
             "subproblem": "chains", "oracle_calls": oracle.calls, "lp_fallbacks": oracle.fallbacks, "cuts": n_cuts,
             "clusters": K, "multiplier": lam, "slack": 0.0}
     return SolveResult(status, obj, levels, np.zeros((pack.T, pack.G)), secs, "highs-benders", gap_out), info

@@ -451,7 +451,7 @@ def check_plan(pack: PlanningPack, levels: np.ndarray, prebuild: np.ndarray, bud
         problems.append("pre-build: negative quantity")
     if budget is not None:
         spend = mc.lever_fixed_cost(pack, levels) + flex_spend
-        if spend > budget * (1 + 1e-6) + 1e-6:
+        if spend > budget + 1e-6 * max(1.0, abs(budget)):
             problems.append(f"budget: lever spend {spend:,.0f} exceeds {budget:,.0f}")
     if problems:
         raise SolverError("the returned plan breaks declared constraints: " + "; ".join(problems))

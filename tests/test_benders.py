@@ -14,6 +14,7 @@ from scipy.optimize import linprog
 
 from peakplan import examples
 from peakplan.benders import chain_structure, solve_benders
+from peakplan.errors import InfeasibleError
 from peakplan.pack import Variant
 from peakplan.simulate import mc
 
@@ -98,9 +99,9 @@ def _tie_free(pack):
     return pack.replace(levers=tuple(replace(lv, fixed_cost=0.0) for lv in pack.levers))
 
 
-def _check_against_linprog(pack, draws, variant, res, info):
+def _check_against_linprog(pack, draws, variant, res, info, budget=None):
     """Benders' objective equals the LP optimum, its lower bound is below it, and its plan costs what it says."""
-    model = opt.build_model(pack, draws, variant)
+    model = opt.build_model(pack, draws, variant, budget)
     best = linprog_optimum(model.prob)
     assert best is not None
     assert res.status is opt.SolveStatus.OPTIMAL
@@ -162,6 +163,69 @@ def test_series_chain_benders_equals_the_extensive_form(T, G, seed, S, K, servic
     res, info = solve_benders(pack, draws, variant, tol=1e-9, subproblem="chains")
     assert info["subproblem"] == "chains"
     _check_against_linprog(pack, draws, variant, res, info)
+
+
+def _free_spend(pack, draws, variant):
+    """Lever spend and mean flex spend of the extensive form's optimum without a budget (None if infeasible)."""
+    model = opt.build_model(pack, draws, variant)
+    if linprog_optimum(model.prob) is None:
+        return None
+    assert opt.solve(model, pack).status is opt.SolveStatus.OPTIMAL
+    flex = np.mean([pulp.value(e) or 0.0 for e in model.extra["stage2"]["flex_spend"]])
+    return pulp.value(model.extra["lever_cost"]), float(flex)
+
+
+@settings(max_examples=8, deadline=None)
+@example(series=True, T=5, G=2, seed=4, S=4, K=1, service="expected", target=0.96, penalty=5.0, cut=0.02)
+@example(series=True, T=6, G=2, seed=0, S=4, K=1, service="quantile", target=0.95, penalty=5.0, cut=0.05)
+@example(series=True, T=6, G=2, seed=1, S=4, K=1, service="cvar", target=0.95, penalty=5.0, cut=0.05)
+@example(series=False, T=6, G=2, seed=2, S=4, K=1, service="none", target=0.5, penalty=50.0, cut=0.7)
+@given(series=st.booleans(), T=st.integers(3, 6), G=st.integers(1, 2), seed=st.integers(0, 10_000),
+       S=st.integers(2, 5), K=st.sampled_from([0, 1]), service=st.sampled_from(["none", "expected", "quantile", "cvar"]),
+       target=st.one_of(st.sampled_from([0.9, 0.95, 0.97]), st.floats(0.5, 0.99)),
+       penalty=st.sampled_from([50.0, 5.0]), cut=st.floats(0.0, 0.9))
+def test_chain_benders_with_a_budget_shared_with_flex_equals_the_extensive_form(series, T, G, seed, S, K, service,
+                                                                                target, penalty, cut):
+    """The budget is cut below the unbudgeted optimum's lever plus flex spend, so that it binds.
+
+    The examples were checked to bind together with their target (the objective above both the
+    target's optimum without the budget and the budget's optimum without the target).
+    """
+    maker = examples.series_pack if series else examples.synthetic_pack
+    pack = maker(T, G, seed=seed % 50)
+    pack = pack.replace(penalty=np.full(pack.G, penalty), max_delay=K)
+    draws = mc.sample_paths(pack, S, seed)
+    variant = Variant("V", "v", service, 0.0 if service == "none" else target,
+                      level=0.9 if service == "quantile" else 0.95)
+    free = _free_spend(pack, draws, variant)
+    assume(free is not None and free[1] > 1.0)  # flex in use: a budget below its spend binds
+    budget = free[0] + free[1] * (1.0 - cut)
+    assert isinstance(chain_structure(pack, variant, budget), dict)
+    best = linprog_optimum(opt.build_model(pack, draws, variant, budget).prob)
+    res, info = solve_benders(pack, draws, variant, budget, tol=1e-9, subproblem="chains")
+    assert info["subproblem"] == "chains"
+    if best is None:  # the budget leaves too little flex for the target: reported, not hidden
+        assert res.status is opt.SolveStatus.INFEASIBLE
+        return
+    _check_against_linprog(pack, draws, variant, res, info, budget)
+    # the second stage behind the objective keeps to the budget, as check_plan counts it
+    opt.check_plan(pack, res.levels, res.prebuild, budget, info["flex_spend"])
+    assert mc.lever_fixed_cost(pack, res.levels) + info["flex_spend"] <= budget + 1e-7 * max(1.0, abs(budget))
+
+
+def test_a_budget_too_small_for_the_target_is_infeasible_with_chains():
+    """A CVaR bound at 95 %: the bound alone and the budget alone are feasible, not both."""
+    pack = examples.synthetic_pack(6, 2, seed=0).replace(penalty=np.full(2, 5.0))
+    draws = mc.sample_paths(pack, 4, 0)
+    variant = Variant("C", "c", "cvar", 0.95, level=0.95)
+    lever, flex = _free_spend(pack, draws, variant)
+    budget = lever + 0.5 * flex
+    assert linprog_optimum(opt.build_model(pack, draws, variant, budget).prob) is None
+    assert linprog_optimum(opt.build_model(pack, draws, NONE, budget).prob) is not None
+    res, info = solve_benders(pack, draws, variant, budget, tol=1e-9, subproblem="chains")
+    assert res.status is opt.SolveStatus.INFEASIBLE
+    with pytest.raises(InfeasibleError, match="no plan meets fill 95.0%"):
+        opt.solve_variant(pack.replace(budget=budget), variant, draws, method="auto")
 
 
 @pytest.mark.parametrize("variant", [NONE, Variant("E", "e", "expected", 0.99),
@@ -244,7 +308,7 @@ def test_chain_structure_accepts_synthetic_and_names_what_breaks_it():
     assert [list(a) for a in ok["loads"]] == [[1.0], [1.0], [1.0]]
     expected = Variant("E", "e", "expected", 0.95)
     assert isinstance(chain_structure(pack, expected, None), dict)
-    assert isinstance(chain_structure(pack, expected, 1e9), str)  # budget + flex levers
+    assert isinstance(chain_structure(pack, expected, 1e9), dict)  # a budget shared with flex spend
     assert isinstance(chain_structure(pack, Variant("C", "c", "cvar", 0.95, level=0.95), None), dict)
     assert isinstance(chain_structure(pack, Variant("Q", "q", "quantile", 0.95), None), dict)
     assert "max_delay is 2" in chain_structure(pack.replace(max_delay=2), NONE, None)
@@ -285,10 +349,10 @@ def test_auto_method_uses_chains_where_they_apply_and_plans_record_it():
     assert opt.resolve_method(pack, lean, "auto") == "benders"
     assert opt.resolve_method(pack, lean, "auto", solver="cbc") == "extensive"
     assert opt.resolve_method(pack, resilient, "auto") == "benders"
-    assert opt.resolve_method(pack.replace(budget=1e9), lean, "auto") == "extensive"  # budget + flex levers
+    assert opt.resolve_method(pack.replace(budget=1e9), lean, "auto") == "benders"  # budget + flex levers
     assert opt.resolve_method(pack.replace(max_delay=2), resilient, "benders") == "benders"
     retail = build_pack(Path(__file__).parents[1] / "scenarios" / "retail_peak.yaml")
-    assert {opt.resolve_method(retail, v, "auto") for v in retail.variants} == {"extensive"}
+    assert {opt.resolve_method(retail, v, "auto") for v in retail.variants} == {"benders"}
     plans = opt.optimize(pack.replace(variants=(lean, resilient)), n_samples=6, seed=3, quality=False)
     assert plans["A"].constraints["method"] == plans["C"].constraints["method"] == "benders"
     assert plans["A"].constraints["solver_gap"] <= 1e-6
