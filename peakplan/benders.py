@@ -6,12 +6,13 @@ highspy and grown row by row); the recourse enters through cuts. Two subproblem 
 
 - **chains** (:func:`solve_benders_chains`): where no resource serves two segments (a
   segment may load several resources of its own in series, e.g. pickers then packers),
-  ``max_delay`` is 0 or 1, nothing is storable and no budget is shared with flex spend, each
-  path's second stage is one small LP per segment, solved exactly and with verified duals
-  by :func:`peakplan.recourse.solve_chains`. Every service form is covered: an expected
-  fill through one multiplier per point, the quantile and CVaR bounds through a price per
-  chain on its lost window units. Fast: this is the method behind the scale figures in
-  ``benchmarks/README.md``.
+  ``max_delay`` is 0 or 1 and nothing is storable, each path's second stage is one small LP
+  per segment, solved exactly and with verified duals by
+  :func:`peakplan.recourse.solve_chains`. Every service form is covered: an expected fill
+  through one multiplier per point, the quantile and CVaR bounds through a price per chain
+  on its lost window units; a budget shared with flex spend through flex-spend shares in the
+  master and a multiplier on flex spend. Fast: this is the method behind the scale figures
+  in ``benchmarks/README.md``.
 - **lp** (:func:`peakplan.benders_lp.solve_benders_lp`): any pack. Every path's LP (built by
   ``define_second_stage``) is re-solved by HiGHS with a warm basis; the coupling quantities
   are master variables. Exact but slow; it exists so that ``method="benders"`` is defined
@@ -135,9 +136,21 @@ class ChainOracle:
         self.calls = 0
         self.fallbacks = 0
 
-    def prices(self, wc: float, mu: float) -> None:
-        """Price the chains' objective ``wc * true cost + mu * flex spend`` from now on."""
-        self.wc, self.mu = float(wc), float(mu)
+    def prices(self, wc: float, mu) -> None:
+        """Price the chains' objective ``wc * true cost + mu * flex spend`` from now on (``mu`` a number or per path)."""
+        self.wc = float(wc)
+        self.mu = float(mu) if np.ndim(mu) == 0 else np.asarray(mu, float)
+
+    def _unit(self, g: int, idx) -> np.ndarray:
+        """Flex prices of segment g's chains ``idx`` under :meth:`prices`: ``[J]`` or, with a price per path, ``[n, J]``."""
+        if np.ndim(self.mu) == 0:
+            return self.unit[g] * (self.wc + self.mu)
+        mu = self.mu if idx is None else self.mu[idx]
+        return self.unit[g][None, :] * (self.wc + mu[:, None])
+
+    def mu_k(self) -> np.ndarray:
+        """The flex-spend multiplier of each cluster (``[K]``; constant within a cluster by construction)."""
+        return np.full(self.K, self.mu) if np.ndim(self.mu) == 0 else self.mu[self.starts]
 
     def _true(self, g: int, out: dict, idx) -> tuple[np.ndarray, np.ndarray]:
         """Per chain: the flex spend and the true cost (penalties, backlog, flex at list price) of the flows ``out``."""
@@ -158,7 +171,7 @@ class ChainOracle:
         F = np.zeros((1, self.T, len(res)))
         on = self.flex_on[g]
         F[0][:, on] = (np.maximum(levels[self.flex_lever[g][on]], 0.0) / self.load[g][on, None]).T
-        return c, np.broadcast_to(F, c.shape), self.unit[g] * (self.wc + self.mu)
+        return c, np.broadcast_to(F, c.shape), self._unit(g, idx)
 
     def _grad(self, g: int, p: np.ndarray, q: np.ndarray) -> np.ndarray:
         """``[K, nlev, T]``: per cluster, the sums of dQ/d(levels of g's levers) / S, from duals ``[S, T, J]``."""
@@ -256,7 +269,7 @@ class ChainOracle:
         spend, true_path = self._true(g, out, None)
         return {"g": g, "lam": lam, "lag": lag, "served": served, "cost": true, "grad": grad,
                 "spend": np.add.reduceat(spend, k0) / S, "true": np.add.reduceat(true_path, k0) / S,
-                "wc": self.wc, "mu": self.mu}
+                "wc": self.wc, "mu": self.mu_k()}
 
 
 def _recourse_value(oracle: ChainOracle, levels: np.ndarray, need: float | None, lam0: float, atol: float,
@@ -490,6 +503,12 @@ def solve_benders_chains(pack: PlanningPack, draws: mc.Draws, variant: Variant, 
     keeps to the bound); stops at ``(UB - LB) / |UB| <= tol``. The objective reported is the
     UB, so the plan never costs more than it says.
 
+    A budget shared with flex spend adds per (segment, cluster) a flex-spend share
+    ``phi_gk`` to the master's budget row (made elastic: an excess costs ``big_m`` = 1e3,
+    then 1e6 if the best plan still needs one, and an excess at 1e6 means the budget cannot
+    be met) and a multiplier ``mu`` on flex spend to the recourse (a concave search, as for
+    ``lam``); cuts then read ``theta_gk + mu phi_gk - lam sigma_gk >= ...``.
+
     ``clusters`` (default 8, or 32 from 5,000 paths, times ``8 // G`` below 8 segments)
     sets how finely the cuts are disaggregated. ``start`` (lever levels) is evaluated first
     and becomes the first core if it is feasible and the best point;
@@ -534,8 +553,16 @@ def solve_benders_chains(pack: PlanningPack, draws: mc.Draws, variant: Variant, 
     m.prob += base + lever + pulp.lpSum(theta.values()) + 1e-6 * pulp.lpSum(tie_vars)
     if with_service:
         m.prob += pulp.lpSum(sigma.values()) >= need, "service_expected"
-    if budget is not None:  # with flex levers, the expected flex spend's shares phi_gk count against it
-        m.prob += lever + pulp.lpSum(phi.values()) <= budget, "budget"
+    excess = None
+    if with_budget:
+        # the expected flex spend's shares phi_gk count against the budget; the budget is elastic
+        # (an excess at price big_m), so that every point has a finite cost and the in-out search a
+        # core; big_m goes from 1e3 to 1e6 if the best plan still needs an excess (an exact penalty
+        # wherever the budget's multiplier is below it)
+        excess = m.prob.add_variable("budget_excess", lowBound=0)
+        m.prob += lever + pulp.lpSum(phi.values()) - excess <= budget, "budget"
+    elif budget is not None:
+        m.prob += lever <= budget, "budget"
     opts = _solver("highs", None)
     opts.createAndConfigureSolver(m.prob)
     opts.buildSolverModel(m.prob)
@@ -551,6 +578,11 @@ def solve_benders_chains(pack: PlanningPack, draws: mc.Draws, variant: Variant, 
     for v, a in pulp.LpAffineExpression(lever).items():
         lev_vec[v.index] += a
     lev_const = float(pulp.LpAffineExpression(lever).constant)
+    big_m = 1e3
+    z_idx = excess.index if with_budget else None
+    if with_budget:
+        h.changeColCost(z_idx, big_m)
+        cost_vec[z_idx] = 0.0  # the excess is priced from the second stage's spend, not the master's column
     orders = m.extra.get("orders", [])
     order_idx = np.array([z.index for z, _ in orders], int)
     inc_idx = np.array([inc.index for _, inc in orders], int)
@@ -558,8 +590,9 @@ def solve_benders_chains(pack: PlanningPack, draws: mc.Draws, variant: Variant, 
     nu_prev = np.zeros((S, G))
     lam = 0.0
     lam_f, mu_prev = 0.0, 1.0  # the last multipliers of the budget's searches
-    ub_spend = 0.0
+    ub_spend, ub_over = 0.0, 0.0
     lb, ub, core, it, status, relaxed_obj = -np.inf, np.inf, None, 0, SolveStatus.OPTIMAL, None
+    best = None  # the cheapest point so far; the core is that point too, unless it is over the budget
     fixed_orders = not len(orders)
     n_cuts = 0
 
@@ -601,7 +634,7 @@ def solve_benders_chains(pack: PlanningPack, draws: mc.Draws, variant: Variant, 
             yg = col[lev_cols[g]]
             for k in range(K):
                 gr = e["grad"][k].ravel()
-                cols, coefs = priced(g, k, e["wc"], e["mu"])
+                cols, coefs = priced(g, k, e["wc"], e["mu"][k])
                 if with_service and e["lam"] > 0:
                     cols.append(sg_idx[g, k])
                     coefs.append(-e["lam"])
@@ -688,15 +721,109 @@ def solve_benders_chains(pack: PlanningPack, draws: mc.Draws, variant: Variant, 
         finally:
             oracle.prices(1.0, 0.0)
 
-    def evaluate(col):
-        """Cuts at ``col``, the cost of a feasible second stage there (``inf`` if none) and its flex spend.
+    path_k = np.repeat(np.arange(K), np.diff(np.append(oracle.starts, S)))  # the cluster of each path
+    every = np.arange(S)
 
-        With a budget shared with flex spend, the recourse is ``max_mu min (true cost + mu (spend
-        - b))``, ``b`` the budget left after the lever spend at ``col``: concave in ``mu``; the
-        search brackets it from the last multiplier and intersects tangents, and the second
-        stage is the bracket's mixture whose spend is ``b``. Where even the least flex spend
-        that meets the target (prices ``wc = 0, mu = 1``) exceeds ``b``, that evaluation's cuts
-        (``sum phi - lam sum sigma >= ...``) cut ``col`` off.
+    def separate_budget(col):
+        """Per (segment, cluster), the deepest cut in ``mu`` at the point's flex-spend share ``phi_gk``.
+
+        The multiplier found for the budget as a whole supports the recourse where the master
+        splits the spend as the second stage does; a master that shifts ``phi`` between
+        clusters is cut off only by cuts at each cluster's own ``mu_gk``: the maximum of the
+        concave ``h_gk(mu) = Lambda_gk(y; lam or nu, mu) - mu phi_gk`` (the other prices fixed
+        at their last values), bracketed and then tangent-intersected for all clusters at once.
+        """
+        levels, rows = col[y_idx], []
+        atol = 1e-3 * tol * max(1.0, abs(lb) if np.isfinite(lb) else 0.0) / (G * K)
+
+        def one(g):
+            """Segment g's cuts, appended to ``rows``."""
+            phi = col[ph_idx[g]]
+            nu = nu_prev[:, g].copy() if with_cvar else None
+
+            def at(mu):
+                oracle.prices(1.0, mu[path_k])
+                try:
+                    if with_cvar:
+                        r = oracle.chains(g, levels, nu, every)
+                        val = np.add.reduceat(r["q"], oracle.starts) / S
+                        return val, np.add.reduceat(r["spend"], oracle.starts) / S, \
+                            oracle.path_grad(g, r["p"], r["qf"], every)
+                    e = oracle.evaluate(g, levels, lam)
+                    return e["lag"], e["spend"], e["grad"]
+                finally:
+                    oracle.prices(1.0, 0.0)
+
+            def keep(mu, val, spend, grad, sel):
+                f = val - mu * phi
+                better = sel & (f > best_f)
+                best_f[better], best_mu[better], best_val[better] = f[better], mu[better], val[better]
+                best_grad[better] = grad[better]
+                return f
+
+            mu = np.zeros(K)
+            val, spend, grad = at(mu)
+            best_f, best_mu, best_val, best_grad = val.copy(), mu.copy(), val.copy(), grad.copy()
+            over = spend > phi + 1e-9 * max(1.0, abs(budget))
+            if not over.any():
+                return
+            lo = {"mu": mu.copy(), "f": val.copy(), "s": spend - phi}
+            hi = {"mu": np.full(K, np.nan), "f": np.zeros(K), "s": np.zeros(K)}
+            trial = np.where(over, min(mu_prev, big_m), 0.0)
+            for _ in range(30):  # bracket: raise each cluster's price until its spend fits its share
+                todo = over & np.isnan(hi["mu"])
+                if not todo.any():
+                    break
+                val, spend, grad = at(np.where(todo, trial, 0.0))
+                f = keep(trial, val, spend, grad, todo)
+                fits = todo & (spend <= phi + 1e-9 * max(1.0, abs(budget)))
+                for side, mask in ((hi, fits), (lo, todo & ~fits)):
+                    side["mu"][mask], side["f"][mask], side["s"][mask] = trial[mask], f[mask], (spend - phi)[mask]
+                capped = todo & ~fits & (trial >= big_m)
+                hi["mu"][capped], hi["f"][capped], hi["s"][capped] = np.inf, 0.0, 0.0  # the cap: no upper end
+                trial = np.where(todo & ~fits, np.minimum(trial * 8.0, big_m), trial)
+            for _ in range(20):  # tangent intersections inside each bracket
+                ok = over & np.isfinite(hi["mu"]) & (lo["s"] - hi["s"] > 0)
+                with np.errstate(divide="ignore", invalid="ignore"):
+                    m = (hi["f"] - lo["f"] + lo["s"] * lo["mu"] - hi["s"] * hi["mu"]) / (lo["s"] - hi["s"])
+                    top = lo["f"] + lo["s"] * (m - lo["mu"])
+                ok &= (top - np.maximum(lo["f"], hi["f"]) > atol) & (lo["mu"] < m) & (m < hi["mu"])
+                if not ok.any():
+                    break
+                trial = np.where(ok, m, 0.0)
+                val, spend, grad = at(trial)
+                f = keep(trial, val, spend, grad, ok)
+                fits = ok & (spend <= phi + 1e-9 * max(1.0, abs(budget)))
+                for side, mask in ((hi, fits), (lo, ok & ~fits)):
+                    side["mu"][mask], side["f"][mask], side["s"][mask] = trial[mask], f[mask], (spend - phi)[mask]
+            yg = col[lev_cols[g]]
+            for k in np.flatnonzero(over & (best_mu > 0)):
+                gr = best_grad[k].ravel()
+                cols, coefs = priced(g, k, 1.0, best_mu[k])
+                if with_cvar:
+                    paths = np.flatnonzero(path_k == k)
+                    on = paths[nu[paths] > 0]
+                    cols, coefs = list(np.append(cols, ell_idx[on, g])), list(np.append(coefs, nu[on] / S))
+                elif with_service and lam > 0:
+                    cols.append(sg_idx[g, k])
+                    coefs.append(-lam)
+                idx, v = cut_row(g, gr, cols, coefs)
+                rows.append((idx, v, float(best_val[k] - gr @ yg)))
+
+        for g in range(G):
+            one(g)
+        return rows
+
+    def evaluate(col):
+        """Cuts at ``col``; the cost of a second stage there (``inf`` if none), its flex spend and budget excess.
+
+        With a budget shared with flex spend, the recourse is ``max_{0 <= mu <= big_m} min (true
+        cost + mu (spend - b))``, ``b`` the budget left after the lever spend at ``col``:
+        concave in ``mu``; the search brackets it from the last multiplier and intersects
+        tangents, and the second stage is the bracket's mixture whose spend is ``b``. Where
+        even at ``mu = big_m`` the spend exceeds ``b``, the cost includes ``big_m`` per unit of
+        excess, and the least flex spend that meets the target (prices ``wc = 0, mu = 1``)
+        gives cuts ``sum phi - lam sum sigma >= ...`` (they bind where ``b`` is out of reach).
         """
         nonlocal mu_prev
         first = float(cost_vec @ col) + offset - float(col[th_idx].sum())
@@ -704,24 +831,25 @@ def solve_benders_chains(pack: PlanningPack, draws: mc.Draws, variant: Variant, 
         b = np.inf if not with_budget else budget - float(lev_vec @ col) - lev_const
         slack = 1e-9 * max(1.0, abs(budget)) if with_budget else 0.0
         if not np.isfinite(r0["obj"]) or r0["spend"] <= b + slack:
-            return r0["rows"], first + r0["true"], r0["spend"]
-        rows = list(r0["rows"])
-        rf = inner(col, 0.0, 1.0, atol=0.1 * slack)  # the least spend, to a tenth of the budget's slack
-        rows += rf["rows"]
-        if not np.isfinite(rf["obj"]) or rf["spend"] > b + slack:
-            return rows, np.inf, np.inf
+            return r0["rows"], first + r0["true"], r0["spend"], 0.0
+        rows = list(r0["rows"]) + separate_budget(col)  # the budget binds: the master's split of it matters
         atol = 1e-3 * tol * max(1.0, abs(lb) if np.isfinite(lb) else 0.0)
-        lo, hi, mu = (0.0, r0), None, mu_prev
+        lo, hi, mu = (0.0, r0), None, min(mu_prev, big_m)
         for _ in range(40):
             r = inner(col, 1.0, mu)
-            rows += r["rows"]
             if r["spend"] <= b + slack:
                 hi = (mu, r)
                 break
-            lo, mu = (mu, r), mu * 8.0
-        if hi is None:  # the least-spend second stage is the feasible end
-            hi = (np.inf, rf)
-        for _ in range(40 if np.isfinite(hi[0]) else 0):
+            lo = (mu, r)
+            if mu >= big_m:
+                break
+            mu = min(mu * 8.0, big_m)
+        if hi is None:  # over the budget even at the excess's price: pay for the excess
+            rf = inner(col, 0.0, 1.0, atol=0.1 * slack)  # the least spend, to a tenth of the budget's slack
+            r = lo[1]
+            rows += rf["rows"] + (r["rows"] if r is not r0 else [])
+            return rows, first + r["true"] + big_m * (r["spend"] - b), r["spend"], r["spend"] - b
+        for _ in range(40):
             (m_lo, r_lo), (m_hi, r_hi) = lo, hi
             f_lo, f_hi = r_lo["obj"] - m_lo * b, r_hi["obj"] - m_hi * b
             g_lo, g_hi = r_lo["spend"] - b, r_hi["spend"] - b
@@ -731,18 +859,18 @@ def solve_benders_chains(pack: PlanningPack, draws: mc.Draws, variant: Variant, 
             if f_lo + g_lo * (mu - m_lo) - max(f_lo, f_hi) <= atol or not m_lo < mu < m_hi:
                 break
             r = inner(col, 1.0, mu)
-            rows += r["rows"]
             if r["spend"] <= b + slack:
                 hi = (mu, r)
             else:
                 lo = (mu, r)
-        if np.isfinite(hi[0]) and hi[0] > 0:
+        if hi[0] > 0:
             mu_prev = hi[0]
         r_lo, r_hi = lo[1], hi[1]
+        rows += r_hi["rows"] + (r_lo["rows"] if r_lo is not r0 else [])  # the cuts of the bracket's ends
         span = r_lo["spend"] - r_hi["spend"]
         a = 1.0 if span <= 0 else min(1.0, max(0.0, (r_lo["spend"] - b) / span))
         return (rows, first + a * r_hi["true"] + (1 - a) * r_lo["true"],
-                a * r_hi["spend"] + (1 - a) * r_lo["spend"])
+                a * r_hi["spend"] + (1 - a) * r_lo["spend"], 0.0)
 
     def solve_fixed(idx, values):
         """The master with columns ``idx`` fixed at ``values`` (clipped to their bounds): a full first-stage column."""
@@ -755,17 +883,23 @@ def solve_benders_chains(pack: PlanningPack, draws: mc.Draws, variant: Variant, 
         h.changeColsBounds(len(idx), idx, lo_b[idx], hi_b[idx])
         return col
 
-    def offer(point, value, spend):
-        """Make ``point`` the core if its cost ``value`` is the best so far."""
-        nonlocal ub, core, ub_spend
+    def offer(point, value, spend, over):
+        """Make ``point`` the best (and the core) if its cost ``value`` is the best so far.
+
+        A point that pays for a budget excess is not made the core while ``big_m`` may still
+        rise: its penalised cost would pull the in-out queries towards it.
+        """
+        nonlocal ub, core, best, ub_spend, ub_over
         if value < ub:
-            ub, core, ub_spend = value, point.copy(), spend
+            ub, best, ub_spend, ub_over = value, point.copy(), spend, over
+            if over <= 0 or big_m >= 1e6:
+                core = best
 
     def seed(col):
         """Evaluate a starting point: its cuts go to the master, and it becomes the core if it is the best."""
         nonlocal n_cuts
-        rows, value, spend = evaluate(col)
-        offer(col, value, spend)
+        rows, value, spend, over = evaluate(col)
+        offer(col, value, spend, over)
         add_rows(rows)
         n_cuts += len(rows)
 
@@ -802,11 +936,11 @@ def solve_benders_chains(pack: PlanningPack, draws: mc.Draws, variant: Variant, 
             break
         lb = val
         q = col if core is None else alpha * core + (1 - alpha) * col
-        rows, value, spend = evaluate(q)
-        offer(q, value, spend)
+        rows, value, spend, over = evaluate(q)
+        offer(q, value, spend, over)
         if q is not col and not violated(rows, col):
-            rows2, value2, spend2 = evaluate(col)
-            offer(col, value2, spend2)
+            rows2, value2, spend2, over2 = evaluate(col)
+            offer(col, value2, spend2, over2)
             rows += rows2
         add_rows(rows)
         n_cuts += len(rows)
@@ -814,8 +948,17 @@ def solve_benders_chains(pack: PlanningPack, draws: mc.Draws, variant: Variant, 
         if trace is not None:
             trace.append((it, time.perf_counter() - t0, lb, ub, oracle.calls))
         timed_out = time_limit is not None and time.perf_counter() - t0 > time_limit
+        if gap <= tol and with_budget and ub_over > 1e-9 * max(1.0, abs(budget)) and not timed_out:
+            if big_m < 1e6:  # the best plan pays for a budget excess: price the excess at 1e6 and go on
+                ub += (1e6 - big_m) * ub_over
+                big_m = 1e6
+                h.changeColCost(z_idx, big_m)
+                core = best
+                continue
+            status = SolveStatus.INFEASIBLE  # an excess even at 1e6 per unit: the budget cannot be met
+            break
         if gap <= tol or it >= max_iter or timed_out:
-            if not fixed_orders and not timed_out and core is not None:
+            if not fixed_orders and not timed_out and best is not None:
                 # relax-and-fix: orders where the relaxed master's optimum (a vertex: the core is an
                 # in-out mixture and would spread orders) places them; its plan and the core's, where
                 # they fit that pattern, are the fixed problem's first points
@@ -823,7 +966,8 @@ def solve_benders_chains(pack: PlanningPack, draws: mc.Draws, variant: Variant, 
                 on = col[inc_idx] > 1e-6
                 for zi, flag in zip(order_idx, on, strict=True):
                     h.changeColBounds(int(zi), float(flag), float(flag))
-                last, fixed_orders, ub, core = (col, core), True, np.inf, None
+                last = (col,) if best is None else (col, best)
+                fixed_orders, ub, core, best = True, np.inf, None, None
                 keep = np.concatenate([y_idx.ravel(), ell_idx.ravel()]) if with_cvar else y_idx.ravel()
                 for point in last:
                     start_col = solve_fixed(keep, point[keep])
@@ -836,8 +980,10 @@ def solve_benders_chains(pack: PlanningPack, draws: mc.Draws, variant: Variant, 
     secs = time.perf_counter() - t0
     levels = np.zeros((pack.L, pack.T))
     obj = float("nan")
-    if core is not None and np.isfinite(ub) and status in (SolveStatus.OPTIMAL, SolveStatus.TIME_LIMIT):
-        levels = np.maximum(core[y_idx], 0.0)
+    if best is not None and np.isfinite(ub) and ub_over > 0 and status is SolveStatus.TIME_LIMIT:
+        status = SolveStatus.INFEASIBLE  # stopped with the best plan still over the budget: no plan to return
+    if best is not None and np.isfinite(ub) and status in (SolveStatus.OPTIMAL, SolveStatus.TIME_LIMIT):
+        levels = np.maximum(best[y_idx], 0.0)
         obj = ub
     elif status is SolveStatus.OPTIMAL:  # no point met the target: the master converged on an unreachable one
         status = SolveStatus.INFEASIBLE
