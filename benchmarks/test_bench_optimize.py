@@ -18,8 +18,20 @@ the extensive form at S=50 and then at S=1,000 and 10,000::
 
     .venv/bin/python benchmarks/test_bench_optimize.py --series --repeat 3
 
-``--curve``, ``--compare`` and ``--series`` also write ``benchmarks/optimize_curve.json`` /
-``benchmarks/optimize_compare.json`` / ``benchmarks/optimize_series.json``. Every time is the median of ``--repeat`` runs (default
+The synthetic network under a lever budget of 50,000 shared with flex spend (it binds: the
+plans without it spend about 55,800), against the extensive form at S=50 and then at S=1,000
+and 10,000 (each solve stopped at 300 s)::
+
+    .venv/bin/python benchmarks/test_bench_optimize.py --budget --repeat 3
+
+The retail scenario (its budget shared with overtime) at its own sample size S=300 (seed 7),
+extensive form against the L-shaped method at a 1e-6 gap::
+
+    .venv/bin/python benchmarks/test_bench_optimize.py --retail 300
+
+``--curve``, ``--compare``, ``--series`` and ``--budget`` also write ``benchmarks/optimize_curve.json`` /
+``benchmarks/optimize_compare.json`` / ``benchmarks/optimize_series.json`` /
+``benchmarks/optimize_budget.json``. Every time is the median of ``--repeat`` runs (default
 1 for the long ones) after one warm-up solve that compiles the numba chain solver; the
 solve runs on one core (HiGHS ``threads=1``, the chain solver single-threaded).
 """
@@ -48,12 +60,16 @@ TIGHT = Variant("A", "tight", "expected", 0.99995)
 #: a CVaR95 bound that binds
 TIGHT_CVAR = Variant("C", "resilient-tight", "cvar", 0.9995, level=0.95)
 HERE = Path(__file__).parent
+#: a lever budget that binds on the synthetic T=52, R=8 network (its plans spend about 55,800 without it)
+BUDGET = 50_000.0
 
 
 def _pack(T: int = 52, R: int = 8, network: str = "synthetic"):
     """The synthetic network (one resource per segment) or its series form (R/2 sites, each picked then packed)."""
     if network == "series":
         return examples.series_pack(T=T, G=R // 2)
+    if network == "budget":
+        return examples.synthetic_pack(T=T, R=R).replace(budget=BUDGET)
     return examples.synthetic_pack(T=T, R=R)
 
 
@@ -76,21 +92,21 @@ def solve_once(S: int, T: int = 52, R: int = 8, variant: Variant = LEAN) -> dict
 
 
 def benders_once(S: int, T: int = 52, R: int = 8, tol: float = 1e-3, variant: Variant = LEAN,
-                 repeat: int = 1, network: str = "synthetic") -> dict:
+                 repeat: int = 1, network: str = "synthetic", time_limit: float | None = None) -> dict:
     """The L-shaped method with chain subproblems to relative gap ``tol``: median of ``repeat`` solves."""
     pack = _pack(T, R, network)
     draws = mc.sample_paths(pack, S, 1)
     times, res, info = [], None, None
     for _ in range(repeat):
         t0 = time.perf_counter()
-        res, info = benders.solve_benders(pack, draws, variant, pack.budget, tol=tol)
+        res, info = benders.solve_benders(pack, draws, variant, pack.budget, tol=tol, time_limit=time_limit)
         times.append(time.perf_counter() - t0)
     return {"S": S, "T": T, "R": R, "network": network, "variant": variant.label, "service": variant.service, "tol": tol,
             "seconds": statistics.median(times),
             "runs": times, "status": str(res.status), "objective": res.objective, "gap": res.gap,
             "lower_bound": info["lower_bound"], "iterations": info["iterations"],
             "oracle_calls": info["oracle_calls"], "clusters": info["clusters"], "lp_fallbacks": info["lp_fallbacks"],
-            "subproblem": info["subproblem"]}
+            "subproblem": info["subproblem"], "budget": pack.budget, "flex_spend": info["flex_spend"]}
 
 
 def compare_once(S: int, T: int = 52, R: int = 8, tol: float = 1e-7, variant: Variant = LEAN,
@@ -172,6 +188,35 @@ if __name__ == "__main__":
                 rows.append(benders_once(S, variant=variant, repeat=repeat if S <= 2000 else 1, network="series"))
                 print(rows[-1], flush=True)
         _write("optimize_series.json", rows)
+    elif mode == "--budget":  # a binding budget shared with flex spend: against the extensive form, then at scale
+        for variant in PLANS:
+            rows.append(compare_once(50, variant=variant, network="budget"))
+            print(rows[-1], flush=True)
+        for S in sizes or [1000, 10000]:
+            for variant in PLANS:
+                rows.append(benders_once(S, variant=variant, repeat=repeat if S <= 2000 else 1, network="budget",
+                                         time_limit=300))
+                print(rows[-1], flush=True)
+        _write("optimize_budget.json", rows)
+    elif mode == "--retail":  # the retail scenario: extensive form against the L-shaped method, same sample
+        from peakplan.compile import build_pack
+
+        retail = build_pack(HERE.parent / "scenarios" / "retail_peak.yaml")
+        for S in sizes or [300]:
+            draws = mc.sample_paths(retail, S, 7)
+            for variant in retail.variants:
+                t0 = time.perf_counter()
+                ext = opt.solve(opt.build_model(retail, draws, variant, retail.budget), retail)
+                t_ext = time.perf_counter() - t0
+                t0 = time.perf_counter()
+                ben, info = benders.solve_benders(retail, draws, variant, retail.budget, tol=1e-6)
+                t_ben = time.perf_counter() - t0
+                rows.append({"S": S, "variant": variant.label, "service": variant.service, "extensive_s": t_ext,
+                             "benders_s": t_ben, "extensive_objective": ext.objective,
+                             "benders_objective": ben.objective, "subproblem": info["subproblem"],
+                             "relative_difference": (ben.objective - ext.objective) / abs(ext.objective),
+                             "benders_iterations": info["iterations"], "status": f"{ext.status}/{ben.status}"})
+                print(rows[-1], flush=True)
     elif mode == "--curve":
         for S in sizes or [50, 100, 200, 500, 1000, 2000, 5000, 10000, 20000]:
             for variant in (*PLANS, TIGHT, TIGHT_CVAR):
@@ -179,4 +224,4 @@ if __name__ == "__main__":
                 print(rows[-1], flush=True)
         _write("optimize_curve.json", rows)
     else:
-        sys.exit(f"unknown mode {mode}; use --curve, --compare, --series or --extensive")
+        sys.exit(f"unknown mode {mode}; use --curve, --compare, --series, --budget, --retail or --extensive")

@@ -216,8 +216,8 @@ class Simulation:
     opt_samples: int = Field(default=100, ge=1, description="Paths in the optimizer's sample (SAA).")
     opt_method: Literal["auto", "extensive", "benders"] = Field(
         default="auto", description="How the SAA model is solved: extensive form, L-shaped (Benders) decomposition, or auto "
-                                    "(Benders where no resource serves two segments, max_delay <= 1, no storage and no budget "
-                                    "with flex levers; the extensive form elsewhere).")
+                                    "(Benders where no resource serves two segments, max_delay <= 1 and nothing is storable; "
+                                    "the extensive form elsewhere).")
     plan_quality: bool = Field(default=True, description="Compute each plan's SAA optimality-gap estimate and value of the stochastic solution (extra solves).")
 
 
