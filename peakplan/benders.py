@@ -832,7 +832,10 @@ def solve_benders_chains(pack: PlanningPack, draws: mc.Draws, variant: Variant, 
         slack = 1e-9 * max(1.0, abs(budget)) if with_budget else 0.0
         if not np.isfinite(r0["obj"]) or r0["spend"] <= b + slack:
             return r0["rows"], first + r0["true"], r0["spend"], 0.0
-        rows = list(r0["rows"]) + separate_budget(col)  # the budget binds: the master's split of it matters
+        # the budget binds: for quantile and CVaR targets the master's split of it matters (without the
+        # per-cluster cuts plan B stalled at 0.87 %); for an expected fill they only cost time (A at
+        # S=1,000 under a binding budget: 9.2 s with them, 5.5 s without)
+        rows = list(r0["rows"]) + (separate_budget(col) if with_cvar else [])
         atol = 1e-3 * tol * max(1.0, abs(lb) if np.isfinite(lb) else 0.0)
         lo, hi, mu = (0.0, r0), None, min(mu_prev, big_m)
         for _ in range(40):
