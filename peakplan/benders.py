@@ -579,6 +579,7 @@ def solve_benders_chains(pack: PlanningPack, draws: mc.Draws, variant: Variant, 
         lev_vec[v.index] += a
     lev_const = float(pulp.LpAffineExpression(lever).constant)
     big_m = 1e3
+    budget_tol = 1e-9 * max(1.0, abs(budget)) if with_budget else 0.0  # spend this far over the budget still fits
     z_idx = excess.index if with_budget else None
     if with_budget:
         h.changeColCost(z_idx, big_m)
@@ -764,7 +765,7 @@ def solve_benders_chains(pack: PlanningPack, draws: mc.Draws, variant: Variant, 
             mu = np.zeros(K)
             val, spend, grad = at(mu)
             best_f, best_mu, best_val, best_grad = val.copy(), mu.copy(), val.copy(), grad.copy()
-            over = spend > phi + 1e-9 * max(1.0, abs(budget))
+            over = spend > phi + budget_tol
             if not over.any():
                 return
             lo = {"mu": mu.copy(), "f": val.copy(), "s": spend - phi}
@@ -776,7 +777,7 @@ def solve_benders_chains(pack: PlanningPack, draws: mc.Draws, variant: Variant, 
                     break
                 val, spend, grad = at(np.where(todo, trial, 0.0))
                 f = keep(trial, val, spend, grad, todo)
-                fits = todo & (spend <= phi + 1e-9 * max(1.0, abs(budget)))
+                fits = todo & (spend <= phi + budget_tol)
                 for side, mask in ((hi, fits), (lo, todo & ~fits)):
                     side["mu"][mask], side["f"][mask], side["s"][mask] = trial[mask], f[mask], (spend - phi)[mask]
                 capped = todo & ~fits & (trial >= big_m)
@@ -793,7 +794,7 @@ def solve_benders_chains(pack: PlanningPack, draws: mc.Draws, variant: Variant, 
                 trial = np.where(ok, m, 0.0)
                 val, spend, grad = at(trial)
                 f = keep(trial, val, spend, grad, ok)
-                fits = ok & (spend <= phi + 1e-9 * max(1.0, abs(budget)))
+                fits = ok & (spend <= phi + budget_tol)
                 for side, mask in ((hi, fits), (lo, ok & ~fits)):
                     side["mu"][mask], side["f"][mask], side["s"][mask] = trial[mask], f[mask], (spend - phi)[mask]
             yg = col[lev_cols[g]]
@@ -829,7 +830,7 @@ def solve_benders_chains(pack: PlanningPack, draws: mc.Draws, variant: Variant, 
         first = float(cost_vec @ col) + offset - float(col[th_idx].sum())
         r0 = inner(col, 1.0, 0.0)
         b = np.inf if not with_budget else budget - float(lev_vec @ col) - lev_const
-        slack = 1e-9 * max(1.0, abs(budget)) if with_budget else 0.0
+        slack = budget_tol
         if not np.isfinite(r0["obj"]) or r0["spend"] <= b + slack:
             return r0["rows"], first + r0["true"], r0["spend"], 0.0
         # the budget binds: for quantile and CVaR targets the master's split of it matters (without the
@@ -951,7 +952,7 @@ def solve_benders_chains(pack: PlanningPack, draws: mc.Draws, variant: Variant, 
         if trace is not None:
             trace.append((it, time.perf_counter() - t0, lb, ub, oracle.calls))
         timed_out = time_limit is not None and time.perf_counter() - t0 > time_limit
-        if gap <= tol and with_budget and ub_over > 1e-9 * max(1.0, abs(budget)) and not timed_out:
+        if gap <= tol and with_budget and ub_over > budget_tol and not timed_out:
             if big_m < 1e6:  # the best plan pays for a budget excess: price the excess at 1e6 and go on
                 ub += (1e6 - big_m) * ub_over
                 big_m = 1e6
