@@ -34,7 +34,10 @@ from peakplan.optimize import (
     Model,
     SolveResult,
     SolveStatus,
-    _quiet_stdout,
+    _check_time,
+    _deadline,
+    _OutOfTime,
+    _run_highs,
     _solver,
     _vname,
     define_first_stage,
@@ -135,6 +138,8 @@ class ChainOracle:
         self.wc, self.mu = 1.0, 0.0
         self.calls = 0
         self.fallbacks = 0
+        self.deadline = float("inf")
+        """Every call checks this ``time.perf_counter()`` reading first (:class:`peakplan.optimize._OutOfTime`)."""
 
     def prices(self, wc: float, mu) -> None:
         """Price the chains' objective ``wc * true cost + mu * flex spend`` from now on (``mu`` a number or per path)."""
@@ -198,6 +203,7 @@ class ChainOracle:
         """
         from peakplan.recourse import solve_chains
 
+        _check_time(self.deadline)
         n = len(idx)
         c, F, u = self._inputs(g, levels, idx)
         if feasibility:
@@ -247,6 +253,7 @@ class ChainOracle:
         """
         from peakplan.recourse import solve_chains
 
+        _check_time(self.deadline)
         S = self.S
         c, F, u = self._inputs(g, levels, None)
         if feasibility:
@@ -516,18 +523,21 @@ def solve_benders_chains(pack: PlanningPack, draws: mc.Draws, variant: Variant, 
     (solved the same way at ``max(tol, 1e-3)``), which saves most early iterations.
     """
     t0 = time.perf_counter()
+    deadline = _deadline(time_limit, t0)
     G = pack.G
     S = draws.demand.shape[0]
     if start is None and ramp and ramp <= S:
         sub = mc.Draws(*(getattr(draws, f)[: S // 8] for f in ("demand", "capacity_factor", "late", "event_hit",
                                                                  "disruption_hit")))
         first, _ = solve_benders_chains(pack, sub, variant, budget, structure, tol=max(tol, 1e-3), alpha=alpha,
-                                        ramp=ramp, time_limit=time_limit)
+                                        ramp=ramp, time_limit=None if time_limit is None else
+                                        max(0.0, deadline - time.perf_counter()))
         if first.status is SolveStatus.OPTIMAL:
             start = first.levels
     if clusters is None:
         clusters = (8 if S < 5000 else 32) * max(1, 8 // G)  # about 64 (256 from 5,000 paths) cost columns
     oracle = ChainOracle(pack, draws, structure, clusters)
+    oracle.deadline = deadline
     K = oracle.K
     with_budget = budget is not None and any(len(f) for f in oracle.flex_on)
     with_service = variant.service == "expected" and variant.target > 0 and oracle.n_ok > 0
@@ -598,13 +608,11 @@ def solve_benders_chains(pack: PlanningPack, draws: mc.Draws, variant: Variant, 
     n_cuts = 0
 
     def master():
-        with _quiet_stdout():
-            h.run()
+        _run_highs(h, deadline)
         st = h.getModelStatus()
         if st != st.__class__.kOptimal:  # numerical trouble on a warm start: solve from scratch
             h.clearSolver()
-            with _quiet_stdout():
-                h.run()
+            _run_highs(h, deadline)
             st = h.getModelStatus()
         if st != st.__class__.kOptimal:
             return None, h.modelStatusToString(st)
@@ -907,92 +915,97 @@ def solve_benders_chains(pack: PlanningPack, draws: mc.Draws, variant: Variant, 
         add_rows(rows)
         n_cuts += len(rows)
 
-    if with_service or with_cvar:
-        # a first core inside the feasible region: the master's most capacity (every reserve and flex
-        # lever as high and every release as low as its rules allow), where the target is most reachable
-        base_cost = np.asarray(h.getLp().col_cost_).copy()
-        push = np.zeros(len(base_cost))
-        for i, lv in enumerate(pack.levers):
-            push[y_idx[i]] = 1.0 if lv.kind == "release" else -1.0
-        h.changeColsCost(len(push), np.arange(len(push), dtype=np.int32), push)
-        col, _ = master()
-        h.changeColsCost(len(base_cost), np.arange(len(base_cost), dtype=np.int32), base_cost)
-        if col is not None and with_cvar:  # allow each chain its fewest lost units there
-            fewest = np.stack([oracle.chains(g, col[y_idx], np.zeros(S), np.arange(S), feasibility=True)["lost"]
-                               for g in range(G)], axis=1)
-            col = solve_fixed(np.concatenate([y_idx.ravel(), ell_idx.ravel()]),
-                              np.concatenate([col[y_idx].ravel(), fewest.ravel() * (1 + 1e-9)]))
-        if col is not None:
-            seed(col)
-    if start is not None:  # a full first-stage column at the start levels: the master with y fixed there
-        col = solve_fixed(y_idx.ravel(), np.asarray(start, float).ravel())
-        if col is not None:
-            seed(col)
-            if alpha is None and core is not None and np.array_equal(core, col):
-                alpha = 0.8  # a start that is feasible and the best point: search close to it
-    if alpha is None:
-        alpha = 0.5
-    while True:
-        it += 1
-        col, val = master()
-        if col is None:
-            status = SolveStatus.INFEASIBLE if "nfeasible" in val else SolveStatus.ERROR
-            break
-        lb = val
-        q = col if core is None else alpha * core + (1 - alpha) * col
-        rows, value, spend, over = evaluate(q)
-        offer(q, value, spend, over)
-        if q is not col and not violated(rows, col):
-            rows2, value2, spend2, over2 = evaluate(col)
-            offer(col, value2, spend2, over2)
-            rows += rows2
-        add_rows(rows)
-        n_cuts += len(rows)
-        gap = (ub - lb) / max(abs(ub), 1.0)
-        if trace is not None:
-            trace.append((it, time.perf_counter() - t0, lb, ub, oracle.calls))
-        timed_out = time_limit is not None and time.perf_counter() - t0 > time_limit
-        if gap <= tol and with_budget and ub_over > budget_tol and not timed_out:
-            if big_m < 1e6:  # the best plan pays for a budget excess: price the excess at 1e6 and go on
-                ub += (1e6 - big_m) * ub_over
-                big_m = 1e6
-                h.changeColCost(z_idx, big_m)
-                core = best
-                continue
-            status = SolveStatus.INFEASIBLE  # an excess even at 1e6 per unit: the budget cannot be met
-            break
-        if gap <= tol or it >= max_iter or timed_out:
-            if not fixed_orders and not timed_out and best is not None:
-                # relax-and-fix: orders where the relaxed master's optimum (a vertex: the core is an
-                # in-out mixture and would spread orders) places them; its plan and the core's, where
-                # they fit that pattern, are the fixed problem's first points
-                relaxed_obj = lb
-                on = col[inc_idx] > 1e-6
-                for zi, flag in zip(order_idx, on, strict=True):
-                    h.changeColBounds(int(zi), float(flag), float(flag))
-                last = (col,) if best is None else (col, best)
-                fixed_orders, ub, core, best = True, np.inf, None, None
-                keep = np.concatenate([y_idx.ravel(), ell_idx.ravel()]) if with_cvar else y_idx.ravel()
-                for point in last:
-                    start_col = solve_fixed(keep, point[keep])
-                    if start_col is not None:
-                        seed(start_col)
-                continue
-            if timed_out or gap > tol:
-                status = SolveStatus.TIME_LIMIT
-            break
+    try:
+        if with_service or with_cvar:
+            # a first core inside the feasible region: the master's most capacity (every reserve and flex
+            # lever as high and every release as low as its rules allow), where the target is most reachable
+            base_cost = np.asarray(h.getLp().col_cost_).copy()
+            push = np.zeros(len(base_cost))
+            for i, lv in enumerate(pack.levers):
+                push[y_idx[i]] = 1.0 if lv.kind == "release" else -1.0
+            h.changeColsCost(len(push), np.arange(len(push), dtype=np.int32), push)
+            col, _ = master()
+            h.changeColsCost(len(base_cost), np.arange(len(base_cost), dtype=np.int32), base_cost)
+            if col is not None and with_cvar:  # allow each chain its fewest lost units there
+                fewest = np.stack([oracle.chains(g, col[y_idx], np.zeros(S), np.arange(S), feasibility=True)["lost"]
+                                   for g in range(G)], axis=1)
+                col = solve_fixed(np.concatenate([y_idx.ravel(), ell_idx.ravel()]),
+                                  np.concatenate([col[y_idx].ravel(), fewest.ravel() * (1 + 1e-9)]))
+            if col is not None:
+                seed(col)
+        if start is not None:  # a full first-stage column at the start levels: the master with y fixed there
+            col = solve_fixed(y_idx.ravel(), np.asarray(start, float).ravel())
+            if col is not None:
+                seed(col)
+                if alpha is None and core is not None and np.array_equal(core, col):
+                    alpha = 0.8  # a start that is feasible and the best point: search close to it
+        if alpha is None:
+            alpha = 0.5
+        while True:
+            it += 1
+            col, val = master()
+            if col is None:
+                status = SolveStatus.INFEASIBLE if "nfeasible" in val else SolveStatus.ERROR
+                break
+            lb = val
+            q = col if core is None else alpha * core + (1 - alpha) * col
+            rows, value, spend, over = evaluate(q)
+            offer(q, value, spend, over)
+            if q is not col and not violated(rows, col):
+                rows2, value2, spend2, over2 = evaluate(col)
+                offer(col, value2, spend2, over2)
+                rows += rows2
+            add_rows(rows)
+            n_cuts += len(rows)
+            gap = (ub - lb) / max(abs(ub), 1.0)
+            if trace is not None:
+                trace.append((it, time.perf_counter() - t0, lb, ub, oracle.calls))
+            timed_out = time.perf_counter() > deadline
+            if gap <= tol and with_budget and ub_over > budget_tol and not timed_out:
+                if big_m < 1e6:  # the best plan pays for a budget excess: price the excess at 1e6 and go on
+                    ub += (1e6 - big_m) * ub_over
+                    big_m = 1e6
+                    h.changeColCost(z_idx, big_m)
+                    core = best
+                    continue
+                status = SolveStatus.INFEASIBLE  # an excess even at 1e6 per unit: the budget cannot be met
+                break
+            if gap <= tol or it >= max_iter or timed_out:
+                if not fixed_orders and not timed_out and best is not None:
+                    # relax-and-fix: orders where the relaxed master's optimum (a vertex: the core is an
+                    # in-out mixture and would spread orders) places them; its plan and the core's, where
+                    # they fit that pattern, are the fixed problem's first points
+                    relaxed_obj = lb
+                    on = col[inc_idx] > 1e-6
+                    for zi, flag in zip(order_idx, on, strict=True):
+                        h.changeColBounds(int(zi), float(flag), float(flag))
+                    last = (col,) if best is None else (col, best)
+                    fixed_orders, ub, core, best = True, np.inf, None, None
+                    keep = np.concatenate([y_idx.ravel(), ell_idx.ravel()]) if with_cvar else y_idx.ravel()
+                    for point in last:
+                        start_col = solve_fixed(keep, point[keep])
+                        if start_col is not None:
+                            seed(start_col)
+                    continue
+                if timed_out or gap > tol:
+                    status = SolveStatus.TIME_LIMIT
+                break
+    except _OutOfTime:  # the limit passed inside an iteration: stop with the best plan so far
+        status = SolveStatus.TIME_LIMIT
     secs = time.perf_counter() - t0
     levels = np.zeros((pack.L, pack.T))
     obj = float("nan")
-    if best is not None and np.isfinite(ub) and ub_over > 0 and status is SolveStatus.TIME_LIMIT:
-        status = SolveStatus.INFEASIBLE  # stopped with the best plan still over the budget: no plan to return
+    if best is not None and ub_over > 0 and status is SolveStatus.TIME_LIMIT:
+        best = None  # stopped with the best plan still over the budget: no plan to return
     if best is not None and np.isfinite(ub) and status in (SolveStatus.OPTIMAL, SolveStatus.TIME_LIMIT):
         levels = np.maximum(best[y_idx], 0.0)
         obj = ub
+        if not fixed_orders:  # stopped before relax-and-fix: charge every order its full fixed cost
+            obj += float(cost_vec[order_idx] @ ((best[inc_idx] > 1e-6) - best[order_idx]))
     elif status is SolveStatus.OPTIMAL:  # no point met the target: the master converged on an unreachable one
         status = SolveStatus.INFEASIBLE
     levels = np.where(np.abs(levels) < 1e-7, 0.0, levels)
-    gap_out = max(0.0, (ub - lb) / max(abs(ub), 1.0)) if np.isfinite(ub) else float("nan")
+    gap_out = max(0.0, (obj - lb) / max(abs(obj), 1.0)) if np.isfinite(obj) else float("nan")
     if relaxed_obj is not None and np.isfinite(obj):
         gap_out = max(gap_out, (obj - relaxed_obj) / max(abs(obj), 1.0))
     info = {"iterations": it, "lower_bound": lb, "upper_bound": ub, "flex_spend": float(ub_spend) if np.isfinite(ub_spend) else 0.0,

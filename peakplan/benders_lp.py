@@ -19,7 +19,9 @@ from peakplan.optimize import (
     Model,
     SolveResult,
     SolveStatus,
-    _quiet_stdout,
+    _deadline,
+    _OutOfTime,
+    _run_highs,
     _solver,
     _vname,
     define_first_stage,
@@ -142,15 +144,14 @@ def _build_sub(pack: PlanningPack, draws: mc.Draws, links: list[str], solver_opt
     return sub, fixed, link_vars
 
 
-def _solve_sub(sub: _Sub, values: np.ndarray, S: int) -> tuple[np.ndarray, np.ndarray, float]:
+def _solve_sub(sub: _Sub, values: np.ndarray, S: int, deadline: float = float("inf")) -> tuple[np.ndarray, np.ndarray, float]:
     """Per-path optimal cost ``Q_s`` and subgradients ``[S, n_fixed]`` at first stage ``values``."""
     import scipy.sparse as sp
 
     h = sub.highs
     n = len(sub.fixed_cols)
     h.changeColsBounds(n, sub.fixed_cols.astype(np.int32), values, values)
-    with _quiet_stdout():
-        h.run()
+    _run_highs(h, deadline)
     if h.getModelStatus() != h.getModelStatus().__class__.kOptimal:
         raise SolverError(f"second stage: HiGHS returned {h.modelStatusToString(h.getModelStatus())}")
     sol = h.getSolution()
@@ -247,16 +248,19 @@ def _benders(pack, draws, variant, budget, links, d_win, big_m, t0, time_limit, 
     lb, ub, best, best_slack, it, status = -np.inf, np.inf, None, 0.0, 0, SolveStatus.OPTIMAL
     fixed_orders = not orders
     relaxed_obj = None
+    deadline = _deadline(time_limit, t0)
     while True:
         it += 1
-        with _quiet_stdout():
-            h.run()
-        mst = h.getModelStatus()
-        if mst not in (mst.__class__.kOptimal, mst.__class__.kInfeasible):  # retry without the warm start
-            h.clearSolver()
-            with _quiet_stdout():
-                h.run()
+        try:
+            _run_highs(h, deadline)
             mst = h.getModelStatus()
+            if mst not in (mst.__class__.kOptimal, mst.__class__.kInfeasible):  # retry without the warm start
+                h.clearSolver()
+                _run_highs(h, deadline)
+                mst = h.getModelStatus()
+        except _OutOfTime:
+            status = SolveStatus.TIME_LIMIT
+            break
         if mst == mst.__class__.kInfeasible:
             status = SolveStatus.INFEASIBLE
             break
@@ -266,20 +270,24 @@ def _benders(pack, draws, variant, budget, links, d_win, big_m, t0, time_limit, 
         col = np.asarray(h.getSolution().col_value)
         lb = h.getInfo().objective_function_value + offset
         x = col[first_idx]
-        q, g, slack = _solve_sub(sub, x, S)
+        try:
+            q, g, slack = _solve_sub(sub, x, S, deadline)
+        except _OutOfTime:
+            status = SolveStatus.TIME_LIMIT
+            break
         first_cost = lb - col[theta_idx].sum() / S
         value = first_cost + q.mean()
         if value < ub:
             ub, best, best_slack = value, col.copy(), slack
         gap = (ub - lb) / max(abs(ub), 1.0)
-        timed_out = time_limit is not None and time.perf_counter() - t0 > time_limit
+        timed_out = time.perf_counter() > deadline
         if gap <= tol or it >= max_iter or timed_out:
             if not fixed_orders and not timed_out:
                 relaxed_obj = lb
                 on = best[inc_idx] > 1e-6
                 for zi, flag in zip(order_idx, on, strict=True):
                     h.changeColBounds(int(zi), float(flag), float(flag))
-                fixed_orders, ub = True, np.inf
+                fixed_orders, ub, best = True, np.inf, None
                 continue
             if timed_out or gap > tol:
                 status = SolveStatus.TIME_LIMIT
@@ -296,14 +304,19 @@ def _benders(pack, draws, variant, budget, links, d_win, big_m, t0, time_limit, 
     levels = np.zeros((pack.L, pack.T))
     prebuild = np.zeros((pack.T, pack.G))
     obj = float("nan")
+    if status is SolveStatus.TIME_LIMIT and best_slack > 1e-6 * max(1.0, float(d_win.sum())):
+        best = None  # stopped while the best point still used the elastic rows: it may miss a target
     if best is not None and status in (SolveStatus.OPTIMAL, SolveStatus.TIME_LIMIT):
         for (i, t), v in m.y.items():
             levels[i, t] = max(0.0, best[v.index])
         for (t, g_), v in m.pb.items():
             prebuild[t, g_] = max(0.0, best[v.index])
         obj = ub
+        if not fixed_orders:  # stopped before relax-and-fix: charge every order its full fixed cost
+            cost = np.asarray(h.getLp().col_cost_)
+            obj += float(cost[order_idx] @ ((best[inc_idx] > 1e-6) - best[order_idx]))
     levels = np.where(np.abs(levels) < 1e-7, 0.0, levels)
-    gap_out = max(0.0, (ub - lb) / max(abs(ub), 1.0)) if np.isfinite(ub) else float("nan")
+    gap_out = max(0.0, (obj - lb) / max(abs(obj), 1.0)) if np.isfinite(obj) else float("nan")
     if relaxed_obj is not None and np.isfinite(obj):
         gap_out = max(gap_out, (obj - relaxed_obj) / max(abs(obj), 1.0))
     flex_spend = 0.0

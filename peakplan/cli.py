@@ -91,7 +91,8 @@ def cmd_run(args) -> int:
         res = pipeline.run(args.scenario, args.out, paths=args.paths, seed=args.seed,
                            chunk_size=args.chunk_size, force=args.force, progress=cb,
                            optimize=not args.no_optimize, opt_samples=args.opt_samples,
-                           opt_method=args.opt_method, quality=not args.no_quality, des=not args.no_des)
+                           opt_method=args.opt_method, opt_time_limit=args.opt_time_limit,
+                           quality=not args.no_quality, des=not args.no_des)
     finally:
         stop()
     if res.pack.high_flags:
@@ -179,6 +180,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--opt-samples", type=int, default=None, help="paths in the optimizer's SAA sample")
     s.add_argument("--opt-method", choices=("auto", "extensive", "benders"), default=None,
                    help="how the SAA model is solved (default: the scenario's simulation.opt_method, auto)")
+    s.add_argument("--opt-time-limit", type=float, default=None, metavar="SECONDS",
+                   help="seconds each plan's solve may take (default: the scenario's simulation.opt_time_limit, none)")
     s.add_argument("--no-optimize", action="store_true", help="baseline only: no Plan A/B/C")
     s.add_argument("--no-quality", action="store_true", help="skip the SAA-gap and VSS statistics")
     s.add_argument("--no-des", action="store_true", help="skip the discrete-event peak model")
@@ -214,6 +217,9 @@ def _positive(args) -> None:
         v = getattr(args, name, None)
         if v is not None and v <= 0:
             raise InputError(f"--{name.replace('_', '-')} must be a positive integer, got {v}")
+    v = getattr(args, "opt_time_limit", None)
+    if v is not None and not v > 0:
+        raise InputError(f"--opt-time-limit must be a positive number of seconds, got {v}")
     v = getattr(args, "seed", None)
     if v is not None and v < 0:
         raise InputError(f"--seed must be a non-negative integer, got {v}")

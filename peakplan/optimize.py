@@ -358,6 +358,39 @@ def _quiet_stdout():
             os.close(saved)
 
 
+class _OutOfTime(Exception):
+    """A decomposition's time limit passed inside an iteration (caught by the solver that set it)."""
+
+
+def _deadline(time_limit: float | None, t0: float) -> float:
+    """The ``time.perf_counter()`` reading at which a solve started at ``t0`` must stop (``inf``: never)."""
+    return float("inf") if time_limit is None else t0 + float(time_limit)
+
+
+def _check_time(deadline: float) -> None:
+    """Raise :class:`_OutOfTime` once ``deadline`` has passed."""
+    if time.perf_counter() > deadline:
+        raise _OutOfTime
+
+
+def _run_highs(h, deadline: float = float("inf")) -> None:
+    """Re-solve the highspy model ``h`` quietly in the time left before ``deadline``.
+
+    HiGHS compares ``time_limit`` with its run clock summed over every ``run()`` of the
+    object (ERGO-Code/HiGHS#1477), so the limit set is that sum plus the time left.
+    Raises :class:`_OutOfTime` if no time is left or HiGHS stopped at the limit.
+    """
+    if deadline != float("inf"):
+        left = deadline - time.perf_counter()
+        if left <= 0:
+            raise _OutOfTime
+        h.setOptionValue("time_limit", float(h.getRunTime() + left))
+    with _quiet_stdout():
+        h.run()
+    if h.getModelStatus() == h.getModelStatus().__class__.kTimeLimit:
+        raise _OutOfTime
+
+
 def solve(m: Model, pack: PlanningPack, solver: str = "highs", time_limit: float | None = None) -> SolveResult:
     """Solve, then read back the first stage. Never trusts the status alone (see check)."""
     t0 = time.perf_counter()
@@ -398,7 +431,8 @@ def solve(m: Model, pack: PlanningPack, solver: str = "highs", time_limit: float
             levels[i, t] = max(0.0, v.value() or 0.0)
         for (t, g), v in m.pb.items():
             prebuild[t, g] = max(0.0, v.value() or 0.0)
-        obj = float(pulp.value(m.prob.objective))
+        value = pulp.value(m.prob.objective)
+        obj = float("nan") if value is None or any(v.value() is None for v in m.y.values()) else float(value)
     else:
         obj = float("nan")
     levels = np.where(np.abs(levels) < 1e-7, 0.0, levels)
@@ -503,6 +537,9 @@ def solve_variant(pack: PlanningPack, variant: Variant, draws: mc.Draws, *, solv
             f"variant {variant.name} ({variant.label}): no plan meets fill {variant.target:.1%} "
             f"({variant.service}{'' if variant.service == 'expected' else f' at {variant.level:.0%}'}) inside the limits",
             diagnose(pack, variant, draws, solver=solver))
+    if res.status is SolveStatus.TIME_LIMIT and not np.isfinite(res.objective):
+        raise SolverError(f"variant {variant.name} ({variant.label}): the time limit of {time_limit:g} s passed "
+                          f"before a plan that keeps every constraint was found; raise the limit or lower the sample")
     if res.status not in (SolveStatus.OPTIMAL, SolveStatus.TIME_LIMIT):
         raise SolverError(f"variant {variant.name}: solver returned {res.status}")
     if m is not None:
@@ -571,11 +608,14 @@ def optimize(pack: PlanningPack, *, n_samples: int | None = None, seed: SeedLike
     ``n_samples`` paths are drawn from ``seed`` for the SAA (default: the pack's
     ``extra["opt_samples"]`` or 100); quality statistics use independent child seeds.
     ``method`` (default: the pack's ``extra["opt_method"]`` or ``auto``) is passed to
-    :func:`solve_variant`; each plan records the method that solved it.
+    :func:`solve_variant`; each plan records the method that solved it. ``time_limit``
+    (default: the pack's ``extra["opt_time_limit"]``, else none) bounds each variant's solve
+    in seconds; a plan stopped by it has status ``time_limit`` and its gap.
     """
     from peakplan.plans import Plan
 
     method = method or pack.extra.get("opt_method") or "auto"
+    time_limit = time_limit if time_limit is not None else pack.extra.get("opt_time_limit")
     ss = seed_sequence(pack.seed if seed is None else seed)
     s_opt, s_eval, s_rep = ss.spawn(3)
     S = int(n_samples or pack.extra.get("opt_samples") or 100)

@@ -300,7 +300,8 @@ def write_plans(pack: PlanningPack, plans: dict, folder: Path) -> list[tuple[str
         if same:
             sections.append((head, f"Identical to Plan {same}: same decisions, not repeated."))
             continue
-        body = [f"Solved under: `{json.dumps(getattr(plan, 'constraints', {}), default=_default, sort_keys=True)}`", "",
+        body = [_solve_line(plan),
+                f"Solved under: `{json.dumps(getattr(plan, 'constraints', {}), default=_default, sort_keys=True)}`", "",
                 "**Action schedule**", "", md_table(a) if len(a) else "No capacity changes.", "",
                 "**Scale-down / rollback**", "", md_table(d) if len(d) else "Nothing to scale down.", "",
                 "**Tripwires**", "", md_table(w) if len(w) else "None.", "",
@@ -314,6 +315,18 @@ def write_plans(pack: PlanningPack, plans: dict, folder: Path) -> list[tuple[str
         if acc:
             write_parquet(folder / f"{fname}.parquet", pd.concat(acc, ignore_index=True))
     return sections
+
+
+def _solve_line(plan) -> str:
+    """How the plan's solve ended: optimal, or stopped by its time limit with the gap it had left."""
+    status = str(getattr(plan, "status", "optimal"))
+    gap = (getattr(plan, "constraints", None) or {}).get("solver_gap")
+    secs = getattr(plan, "solve_seconds", None)
+    took = f" in {secs:.1f} s" if secs is not None else ""
+    if status == "time_limit":
+        left = f", {gap:.2%} from the proven bound" if gap is not None and gap == gap else ""
+        return f"Solve: **stopped by its time limit**{took}{left}: the best plan found, checked against every constraint.\n"
+    return f"Solve: {status}{took}.\n"
 
 
 def _flat(d: dict, prefix: str = "") -> dict:

@@ -378,6 +378,77 @@ def test_a_solve_stopped_early_is_labelled_and_still_a_checked_plan():
     assert info["lower_bound"] <= full.objective * (1 + 1e-9) <= res.objective * (1 + 1e-9)
 
 
+def _stop_at(monkeypatch, module, calls):
+    """Make ``module``'s clock check raise the time limit at its ``calls``-th call: a limit that passes mid-iteration."""
+    seen = []
+
+    def check(deadline):
+        seen.append(deadline)
+        if len(seen) >= calls:
+            raise opt._OutOfTime
+
+    monkeypatch.setattr(module, "_check_time", check)
+    return seen
+
+
+@pytest.mark.parametrize("calls", [1, 3, 12, 40])
+def test_a_limit_passing_inside_an_iteration_stops_there_with_a_plan_that_costs_what_it_says(monkeypatch, calls):
+    """Orders with a fixed cost: a stop before relax-and-fix must charge each order in full, not the relaxed share."""
+    import peakplan.benders as benders_module
+
+    pack = examples.synthetic_pack(8, 2)
+    pack = pack.replace(levers=tuple(replace(lv, fixed_cost=400.0) if lv.kind == "reserve" else lv
+                                     for lv in pack.levers))
+    draws = mc.sample_paths(pack, 12, 4)
+    lean = Variant("A", "lean", "expected", 0.9)
+    seen = _stop_at(monkeypatch, benders_module, calls)
+    res, info = solve_benders(pack, draws, lean, None, tol=1e-9, time_limit=3600.0)
+    assert len(seen) == calls  # it stopped at the check that raised, not at the end of the iteration
+    assert res.status is opt.SolveStatus.TIME_LIMIT
+    if calls == 1:  # stopped before any point was costed
+        assert np.isnan(res.objective)
+        return
+    assert np.isfinite(res.objective)
+    opt.check_plan(pack, res.levels, res.prebuild)
+    # the plan's exact SAA cost with every order it places charged in full (z = 1 where the level rises)
+    model = opt.build_model(pack, draws, lean)
+    fix = {v.name: float(res.levels[i, t]) for (i, t), v in model.y.items()}
+    for i, lv in enumerate(pack.levers):
+        if lv.fixed_cost > 0:
+            rise = np.diff(res.levels[i], prepend=0.0) > 1e-6
+            fix.update({f"order__{lv.name}__{t}": float(rise[t]) for t in range(pack.T)})
+    exact = linprog_optimum(model.prob, fix=fix)
+    assert exact is not None
+    assert res.objective >= exact * (1 - 1e-7)
+    assert info["lower_bound"] <= exact
+
+
+def test_the_lp_fallback_stops_inside_an_iteration_too(monkeypatch):
+    import peakplan.benders_lp as lp_module
+
+    pack = examples.tiny_pack()
+    draws = mc.sample_paths(pack, 4, 0)
+    monkeypatch.setattr(lp_module, "_run_highs", lambda h, deadline: (_ for _ in ()).throw(opt._OutOfTime()))
+    res, _ = solve_benders(pack, draws, NONE, None, time_limit=3600.0)
+    assert res.status is opt.SolveStatus.TIME_LIMIT and np.isnan(res.objective)
+    with pytest.raises(opt.SolverError, match="time limit of 3600 s passed before a plan"):
+        opt.solve_variant(pack, NONE, draws, method="benders", time_limit=3600.0)
+
+
+def test_the_time_limit_is_kept_on_the_clock():
+    """A budget case whose iterations take seconds each, stopped at 0.5 s: it returns within a second or two."""
+    import time
+
+    pack = examples.synthetic_pack(52, 8).replace(budget=50_000.0)
+    draws = mc.sample_paths(pack, 1000, 1)
+    solve_benders(pack, mc.sample_paths(pack, 4, 0), NONE, None, tol=1e-3)  # compile the chain solver first
+    t0 = time.perf_counter()
+    res, _ = solve_benders(pack, draws, examples.DEFAULT_VARIANTS[1], pack.budget, tol=1e-3, time_limit=0.5)
+    took = time.perf_counter() - t0
+    assert res.status is opt.SolveStatus.TIME_LIMIT
+    assert took < 0.5 + 2.0  # one chain pass or one master solve past the limit at most (~0.1-0.6 s here)
+
+
 @pytest.mark.parametrize("variant", [Variant("A", "a", "expected", 0.9), Variant("C", "c", "cvar", 0.995, level=0.95)],
                          ids=lambda v: v.service)
 def test_warm_start_from_a_sub_sample_reaches_the_same_optimum(variant):

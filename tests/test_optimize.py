@@ -169,6 +169,35 @@ def test_cli_exit_code_3_and_escalation_when_a_target_is_out_of_reach(retail_cop
     assert json.loads((out / "manifest.json").read_text())["status"] == "infeasible"
 
 
+def test_cli_time_limit_labels_a_stopped_plan_and_rejects_a_bad_value(retail_copy, tmp_path, capsys, monkeypatch):
+    """The limit passes once, inside Plan A's solve (the clock check is made to fire at its 150th call; at the 60th Plan A has no checked point yet)."""
+    import peakplan.benders as benders_module
+    from peakplan.cli import main
+
+    retail_copy.write_text(retail_copy.read_text() + "des: {enabled: false}\n")
+    code = main(["run", str(retail_copy), "--out", str(tmp_path / "bad"), "--quiet", "--opt-time-limit", "0"])
+    assert code == 2 and "--opt-time-limit must be a positive number of seconds, got 0.0" in capsys.readouterr().err
+    assert not (tmp_path / "bad").exists()
+    calls = []
+
+    def check(deadline):
+        assert deadline < float("inf")  # the limit reached the solver
+        calls.append(1)
+        if len(calls) == 150:
+            raise opt._OutOfTime
+
+    monkeypatch.setattr(benders_module, "_check_time", check)
+    out = tmp_path / "run"
+    code = main(["run", str(retail_copy), "--out", str(out), "--paths", "1000", "--quiet", "--opt-samples", "15",
+                 "--no-quality", "--opt-time-limit", "600"])
+    assert code == 0, capsys.readouterr().err
+    solver = json.loads((out / "manifest.json").read_text())["solver"]
+    assert solver["A"]["status"] == "time_limit" and solver["B"]["status"] == "optimal"
+    report = (out / "report.md").read_text()
+    assert report.count("stopped by its time limit") == 1
+    assert json.loads((out / "plans" / "A.json").read_text())["status"] == "time_limit"
+
+
 def test_method_must_be_known(tiny):
     with pytest.raises(opt.InputError, match="method must be one of auto, extensive, benders; got 'dual'"):
         opt.solve_variant(tiny, tiny.variants[0], mc.sample_paths(tiny, 2, 0), method="dual")
