@@ -243,6 +243,38 @@ def test_lp_benders_equals_the_extensive_form_on_tiny(variant):
     assert opt.solve(opt.build_model(tiny, draws, variant), tiny).objective == pytest.approx(best, rel=1e-7)
 
 
+@settings(max_examples=6, deadline=None)
+@example(T=4, R=1, seed=0, S=4, K=1, service="expected", target=0.99, penalty=5.0, clusters=2, alpha=0.5, cut=None)
+@example(T=5, R=2, seed=3, S=4, K=2, service="cvar", target=0.995, penalty=5.0, clusters=1, alpha=0.7, cut=0.05)
+@example(T=4, R=1, seed=5, S=3, K=0, service="quantile", target=0.95, penalty=5.0, clusters=None, alpha=0.0, cut=0.3)
+@given(T=st.integers(3, 5), R=st.integers(1, 2), seed=st.integers(0, 10_000), S=st.integers(2, 4),
+       K=st.sampled_from([0, 1, 2]), service=st.sampled_from(["none", "expected", "quantile", "cvar"]),
+       target=st.sampled_from([0.9, 0.95, 0.99]), penalty=st.sampled_from([50.0, 5.0]),
+       clusters=st.sampled_from([None, 1, 2]), alpha=st.sampled_from([0.0, 0.5, 0.7]),
+       cut=st.one_of(st.none(), st.floats(0.0, 0.5)))
+def test_lp_benders_on_shared_capacity_equals_the_extensive_form(T, R, seed, S, K, service, target, penalty, clusters,
+                                                                 alpha, cut):
+    """Two segments per resource (shared capacity), any max_delay, cuts per path or per cluster, with or without
+    in-out query points, and optionally a budget shared with flex spend cut below the unbudgeted spend."""
+    from peakplan.benders_lp import solve_benders_lp
+
+    pack = examples.synthetic_pack(T, R, G=2 * R, seed=seed % 50)
+    pack = pack.replace(penalty=np.full(pack.G, penalty), max_delay=K)
+    draws = mc.sample_paths(pack, S, seed)
+    variant = Variant("V", "v", service, 0.0 if service == "none" else target,
+                      level=0.9 if service == "quantile" else 0.95)
+    assert isinstance(chain_structure(pack, variant, None), str)  # shared capacity (or max_delay 2): not chains
+    budget = None
+    if cut is not None:
+        free = _free_spend(pack, draws, variant)
+        assume(free is not None and free[1] > 1.0)
+        budget = free[0] + free[1] * (1.0 - cut)
+    best = linprog_optimum(opt.build_model(pack, draws, variant, budget).prob)
+    assume(best is not None)
+    res, info = solve_benders_lp(pack, draws, variant, budget, tol=1e-9, clusters=clusters, alpha=alpha)
+    _check_against_linprog(pack, draws, variant, res, info, budget)
+
+
 def _low_penalty_pack():
     pack = examples.synthetic_pack(6, 2)
     return pack.replace(penalty=np.full(pack.G, 5.0))
