@@ -181,7 +181,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--opt-method", choices=("auto", "extensive", "benders"), default=None,
                    help="how the SAA model is solved (default: the scenario's simulation.opt_method, auto)")
     s.add_argument("--opt-time-limit", type=float, default=None, metavar="SECONDS",
-                   help="seconds each plan's solve may take (default: the scenario's simulation.opt_time_limit, none)")
+                   help="seconds each plan's solve (and each quality solve) may take "
+                        "(default: the scenario's simulation.opt_time_limit, none)")
     s.add_argument("--no-optimize", action="store_true", help="baseline only: no Plan A/B/C")
     s.add_argument("--no-quality", action="store_true", help="skip the SAA-gap and VSS statistics")
     s.add_argument("--no-des", action="store_true", help="skip the discrete-event peak model")

@@ -219,9 +219,10 @@ class Simulation:
                                     "(Benders where no resource serves two segments, max_delay <= 1 and nothing is storable; "
                                     "the extensive form elsewhere).")
     opt_time_limit: float | None = Field(
-        default=None, gt=0, description="Seconds each plan's solve may take (none: no limit). A solve stopped by it returns the "
-                                        "best plan found, labelled time_limit with its optimality gap; if no plan that keeps "
-                                        "every constraint was found by then, the run fails with that message.")
+        default=None, gt=0, description="Seconds each plan's solve, and each of its quality solves, may take (none: no "
+                                        "limit). A solve stopped by it returns the best plan found, labelled time_limit "
+                                        "with its optimality gap; if no plan that keeps every constraint was found by "
+                                        "then, the run fails with that message.")
     plan_quality: bool = Field(default=True, description="Compute each plan's SAA optimality-gap estimate and value of the stochastic solution (extra solves).")
 
 

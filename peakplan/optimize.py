@@ -398,16 +398,20 @@ def solve(m: Model, pack: PlanningPack, solver: str = "highs", time_limit: float
         status = m.prob.solve(_solver(solver, time_limit))
     orders = m.extra.get("orders", [])
     relaxed_obj = None
+    unfixed = 0.0  # with no time left to re-solve: what charging every order in full adds to the relaxed cost
     if orders and pulp.LpStatus[status] == "Optimal":
         # relax-and-fix: an order happens where the relaxation increases the level; fixing
         # the indicators to 0/1 and re-solving prices every order at its full fixed cost
         relaxed_obj = float(pulp.value(m.prob.objective))
         for z, inc in orders:
             on = (inc.value() or 0.0) > 1e-6
+            unfixed += m.prob.objective.get(z, 0.0) * (float(on) - (z.value() or 0.0))
             z.lowBound = z.upBound = 1.0 if on else 0.0
-        left = None if time_limit is None else max(1.0, time_limit - (time.perf_counter() - t0))
-        with _quiet_stdout():
-            status = m.prob.solve(_solver(solver, left))
+        left = None if time_limit is None else time_limit - (time.perf_counter() - t0)
+        if left is None or left > 0.01:
+            unfixed = None
+            with _quiet_stdout():
+                status = m.prob.solve(_solver(solver, left))
     secs = time.perf_counter() - t0
     label = pulp.LpStatus[status]
     sol = m.prob.sol_status if hasattr(m.prob, "sol_status") else None
@@ -423,6 +427,8 @@ def solve(m: Model, pack: PlanningPack, solver: str = "highs", time_limit: float
         st = SolveStatus.ERROR
     if time_limit is not None and secs >= 0.98 * time_limit and st is SolveStatus.OPTIMAL:
         st = SolveStatus.TIME_LIMIT  # pulp reports a time-limited incumbent as "Optimal"
+    if unfixed is not None and relaxed_obj is not None:
+        st = SolveStatus.TIME_LIMIT  # no time left to re-solve with the orders fixed: the relaxed plan, charged in full
     del sol
     levels = np.zeros((pack.L, pack.T))
     prebuild = np.zeros((pack.T, pack.G))
@@ -433,6 +439,8 @@ def solve(m: Model, pack: PlanningPack, solver: str = "highs", time_limit: float
             prebuild[t, g] = max(0.0, v.value() or 0.0)
         value = pulp.value(m.prob.objective)
         obj = float("nan") if value is None or any(v.value() is None for v in m.y.values()) else float(value)
+        if unfixed is not None and relaxed_obj is not None:
+            obj += unfixed
     else:
         obj = float("nan")
     levels = np.where(np.abs(levels) < 1e-7, 0.0, levels)
@@ -521,6 +529,7 @@ def solve_variant(pack: PlanningPack, variant: Variant, draws: mc.Draws, *, solv
     stopped at relative gap ``tol``; ``method="auto"`` picks Benders where the chain
     subproblem applies and the extensive form elsewhere (:func:`resolve_method`).
     """
+    t0 = time.perf_counter()
     budget = _budget(pack, variant)
     method = resolve_method(pack, variant, method, solver)  # checks the name
     if method == "benders" and solver != "highs":
@@ -531,7 +540,12 @@ def solve_variant(pack: PlanningPack, variant: Variant, draws: mc.Draws, *, solv
         flex = info["flex_spend"]
     else:
         m = build_model(pack, draws, variant, budget)
-        res = solve(m, pack, solver, time_limit)
+        left = None if time_limit is None else time_limit - (time.perf_counter() - t0)  # the build counts too
+        if left is not None and left <= 0.01:
+            res = SolveResult(SolveStatus.TIME_LIMIT, float("nan"), np.zeros((pack.L, pack.T)),
+                              np.zeros((pack.T, pack.G)), time.perf_counter() - t0, solver)
+        else:
+            res = solve(m, pack, solver, left)
     if res.status is SolveStatus.INFEASIBLE:
         raise InfeasibleError(
             f"variant {variant.name} ({variant.label}): no plan meets fill {variant.target:.1%} "
@@ -643,13 +657,18 @@ def optimize(pack: PlanningPack, *, n_samples: int | None = None, seed: SeedLike
             plan = plan.with_quality(out[same].quality)
         elif quality:
             plan = plan.with_quality(_quality(pack, plan, variant, draws, s_eval, s_rep, S, solver,
-                                              eval_paths or 10 * S, method))
+                                              eval_paths or 10 * S, method, time_limit))
         out[variant.name] = plan
     return out
 
 
-def _quality(pack, plan, variant, draws, s_eval, s_rep, S, solver, n_eval, method="auto") -> dict:
-    """Out-of-sample CIs, the SAA optimality-gap estimate (Mak, Morton & Wood 1999) and the VSS."""
+def _quality(pack, plan, variant, draws, s_eval, s_rep, S, solver, n_eval, method="auto",
+             time_limit: float | None = None) -> dict:
+    """Out-of-sample CIs, the SAA optimality-gap estimate (Mak, Morton & Wood 1999) and the VSS.
+
+    Each extra solve keeps to ``time_limit``; a replication stopped by it is left out of the
+    lower bound (its objective bounds the SAA optimum from above, not below) and counted.
+    """
     from peakplan.score import mean_ci
 
     m = mc.simulate(pack, plan.inputs(pack), n_paths=n_eval, seed=s_eval).metrics
@@ -657,14 +676,17 @@ def _quality(pack, plan, variant, draws, s_eval, s_rep, S, solver, n_eval, metho
     fill = mean_ci(m["fill_rate"])
     # lower bound: mean of M independent SAA optimal values (biased low for minimisation)
     M = 3
-    lbs = []
-    for k, child in enumerate(s_rep.spawn(M)):
+    lbs, stopped = [], 0
+    for child in s_rep.spawn(M):
         try:
-            r, _ = solve_variant(pack, variant, mc.sample_paths(pack, S, child), solver=solver, method=method)
-            lbs.append(r.objective)
+            r, _ = solve_variant(pack, variant, mc.sample_paths(pack, S, child), solver=solver, method=method,
+                                 time_limit=time_limit)
         except Exception:
             continue
-        del k
+        if r.status is SolveStatus.OPTIMAL:
+            lbs.append(r.objective)
+        else:
+            stopped += 1
     out = {"out_of_sample": {"paths": n_eval, "cost_mean": ub, "cost_ci95": [ub_lo, ub_hi],
                              "fill_mean": fill[0], "fill_ci95": [fill[1], fill[2]]},
            "in_sample_objective": plan.objective}
@@ -676,9 +698,11 @@ def _quality(pack, plan, variant, draws, s_eval, s_rep, S, solver, n_eval, metho
         gap = ub - lb
         out["saa_gap"] = {"estimate": gap, "relative": gap / abs(ub) if ub else float("nan"),
                           "ci95_upper": gap + lb_half + (ub_hi - ub), "lower_bound": lb, "replications": len(lbs)}
+    if stopped:
+        out["saa_replications_stopped_by_time_limit"] = stopped
     try:
         mean_res, _ = solve_variant(pack, Variant(variant.name, variant.label, "none", 0.0), _mean_path(pack, draws),
-                                    solver=solver)
+                                    solver=solver, time_limit=time_limit)
         from peakplan.plans import Plan
 
         mv = Plan(name="mean", label="mean-value", variant=variant, levels=mean_res.levels, prebuild=mean_res.prebuild,

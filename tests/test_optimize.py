@@ -198,6 +198,94 @@ def test_cli_time_limit_labels_a_stopped_plan_and_rejects_a_bad_value(retail_cop
     assert json.loads((out / "plans" / "A.json").read_text())["status"] == "time_limit"
 
 
+class _Clock:
+    """A stand-in for ``optimize``'s ``time`` module whose clock jumps by ``step`` seconds on ``jump()``."""
+
+    def __init__(self):
+        import time
+
+        self.real, self.shift = time.perf_counter, 0.0
+
+    def perf_counter(self):
+        return self.real() + self.shift
+
+    def jump(self, step=1000.0):
+        self.shift += step
+
+
+def test_the_extensive_forms_build_counts_against_the_time_limit(tiny, monkeypatch):
+    clock = _Clock()
+    monkeypatch.setattr(opt, "time", clock)
+    real_build = opt.build_model
+
+    def slow_build(*args, **kwargs):
+        m = real_build(*args, **kwargs)
+        clock.jump()  # the build took the whole limit
+        return m
+
+    monkeypatch.setattr(opt, "build_model", slow_build)
+    draws = mc.sample_paths(tiny, 3, 0)
+    with pytest.raises(SolverError, match="time limit of 60 s passed before a plan"):
+        opt.solve_variant(tiny, tiny.variants[0], draws, method="extensive", time_limit=60.0)
+
+
+def test_no_time_left_for_relax_and_fix_returns_the_relaxed_plan_with_its_orders_charged_in_full(tiny, monkeypatch):
+    """tiny's temps carry a fixed cost per order: the limit passes after the relaxed solve."""
+    from test_benders import linprog_optimum
+
+    clock = _Clock()
+    monkeypatch.setattr(opt, "time", clock)
+    real_solver = opt._solver
+    calls = []
+
+    def solver(name, limit):
+        calls.append(limit)
+        clock.jump()  # seen when the relaxed solve returns
+        return real_solver(name, limit)
+
+    monkeypatch.setattr(opt, "_solver", solver)
+    draws = mc.sample_paths(tiny, 3, 0)
+    variant = Variant("N", "none", "none", 0.0)
+    m = opt.build_model(tiny, draws, variant)
+    res = opt.solve(m, tiny, time_limit=100.0)
+    assert len(calls) == 1  # no re-solve
+    assert res.status is opt.SolveStatus.TIME_LIMIT and res.gap > 0
+    opt.check_plan(tiny, res.levels, res.prebuild)
+    fix = {v.name: float(res.levels[i, t]) for (i, t), v in m.y.items()}
+    for i, lv in enumerate(tiny.levers):
+        if lv.fixed_cost > 0:
+            rise = np.diff(res.levels[i], prepend=0.0) > 1e-6
+            assert rise.any()  # an order is placed, so charging it in full matters
+            fix.update({f"order__{lv.name}__{t}": float(rise[t]) for t in range(tiny.T)})
+    exact = linprog_optimum(opt.build_model(tiny, draws, variant).prob, fix=fix)
+    assert res.objective == pytest.approx(exact, rel=1e-7)
+
+
+def test_replications_stopped_by_the_time_limit_stay_out_of_the_saa_lower_bound(tiny, monkeypatch):
+    """A stopped replication's objective bounds its SAA optimum from above: averaging it into the lower bound
+    would shrink the gap estimate. The limit reaches every quality solve; stopped ones are counted instead."""
+    real = opt.solve_variant
+    limits, n_rep = [], [0]
+
+    def solve_variant(pack, variant, draws, **kw):
+        limits.append(kw.get("time_limit"))
+        res, m = real(pack, variant, draws, **kw)
+        if variant.service != "none" and len(limits) > 1:  # a replication (not the plan, not the mean-value solve)
+            n_rep[0] += 1
+            if n_rep[0] <= 2:  # the first two replications stop early, 1 % above their optimum
+                res = opt.SolveResult(opt.SolveStatus.TIME_LIMIT, res.objective * 1.01, res.levels, res.prebuild,
+                                      res.seconds, res.solver, 0.01)
+        return res, m
+
+    monkeypatch.setattr(opt, "solve_variant", solve_variant)
+    plans = opt.optimize(tiny, n_samples=4, seed=5, variants=tiny.variants[:1], time_limit=900.0, eval_paths=200)
+    quality = plans[tiny.variants[0].name].quality
+    assert set(limits) == {900.0}  # the plan, three replications and the mean-value solve
+    assert len(limits) == 5
+    assert quality["saa_replications_stopped_by_time_limit"] == 2
+    assert "saa_gap" not in quality  # one optimal replication is too few for a CI
+
+
 def test_method_must_be_known(tiny):
     with pytest.raises(opt.InputError, match="method must be one of auto, extensive, benders; got 'dual'"):
         opt.solve_variant(tiny, tiny.variants[0], mc.sample_paths(tiny, 2, 0), method="dual")
