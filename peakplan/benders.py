@@ -279,6 +279,72 @@ class ChainOracle:
                 "wc": self.wc, "mu": self.mu_k()}
 
 
+def _one(value) -> np.ndarray:
+    """``value`` as a one-item object array: the payload of a search over a single price."""
+    out = np.empty(1, object)
+    out[0] = value
+    return out
+
+
+def _concave_search(at, x0: np.ndarray, tol: np.ndarray, atol: float, lo0: dict, *, cap: float = np.inf,
+                    max_bracket: int = 60, max_steps: int = 40, ends: tuple | None = None) -> dict:
+    """Maximise concave functions ``h_i(x)``, ``x >= 0``, of several items ``i`` at once.
+
+    Each ``h_i`` is a Lagrangian in a price ``x`` on one constraint (a service target, a
+    chain's lost-unit allowance, a budget): its supergradient ``slope_i(x)`` is the
+    constraint's use minus its right-hand side, positive while the price is too low, and the
+    item *fits* at ``x`` when ``slope_i(x) <= tol_i``. ``lo0`` holds every item's evaluation
+    at ``x = 0``, where none fits. The search raises each price from ``x0`` by 8x until it
+    fits (a price that reaches ``cap`` without fitting gets ``hi["x"] = inf``; one that never
+    fits keeps ``nan``), then intersects the tangents at the bracket's ends until the bound
+    they give is within ``atol`` of the best value.
+
+    ``at(x, sel)`` evaluates the items ``sel`` at prices ``x`` and returns a dict of arrays
+    indexed like ``sel``: ``h``, ``slope`` and any payload. Returns the bracket's ends ``lo``
+    (does not fit) and ``hi`` (fits), and ``best``, the evaluation with the largest ``h``
+    (all with their prices ``x``); ``ends`` limits the payload kept at the ends.
+    """
+    keys = tuple(lo0) if ends is None else ("h", "slope", *ends)
+    n = len(x0)
+    lo = {"x": np.zeros(n), **{k: lo0[k].copy() for k in keys}}
+    hi = {"x": np.full(n, np.nan), **{k: lo0[k].copy() for k in keys}}
+    best = {"x": np.zeros(n), **{k: v.copy() for k, v in lo0.items()}}
+
+    def record(sel, x, r):
+        fits = r["slope"] <= tol[sel]
+        for side, mask in ((hi, fits), (lo, ~fits)):
+            side["x"][sel[mask]] = x[mask]
+            for k in keys:
+                side[k][sel[mask]] = r[k][mask]
+        better = r["h"] > best["h"][sel]
+        best["x"][sel[better]] = x[better]
+        for k, v in r.items():
+            best[k][sel[better]] = v[better]
+        return fits
+
+    trial = np.minimum(np.asarray(x0, float), cap)
+    for _ in range(max_bracket):  # bracket: raise each price until its item fits
+        sel = np.flatnonzero(np.isnan(hi["x"]))
+        if not len(sel):
+            break
+        fits = record(sel, trial[sel], at(trial[sel], sel))
+        out = sel[~fits]
+        hi["x"][out[trial[out] >= cap]] = np.inf  # no upper end below the cap
+        trial[out] = np.minimum(trial[out] * 8.0, cap)
+    for _ in range(max_steps):  # tangent intersections inside each bracket
+        span = lo["slope"] - hi["slope"]
+        with np.errstate(divide="ignore", invalid="ignore"):
+            x = (hi["h"] - lo["h"] + lo["slope"] * lo["x"] - hi["slope"] * hi["x"]) / span
+            top = lo["h"] + lo["slope"] * (x - lo["x"])
+        todo = (np.isfinite(hi["x"]) & (span > 0) & (top - np.maximum(lo["h"], hi["h"]) > atol)
+                & (lo["x"] < x) & (x < hi["x"]))
+        sel = np.flatnonzero(todo)
+        if not len(sel):
+            break
+        record(sel, x[sel], at(x[sel], sel))
+    return {"lo": lo, "hi": hi, "best": best}
+
+
 def _recourse_value(oracle: ChainOracle, levels: np.ndarray, need: float | None, lam0: float, atol: float,
                     max_steps: int = 40) -> dict:
     """Exact recourse cost at ``levels`` under the coupled target ``sum served >= need`` (or none).
@@ -309,46 +375,33 @@ def _recourse_value(oracle: ChainOracle, levels: np.ndarray, need: float | None,
         return (float(sum(e["lag"].sum() for e in es)) + lam * need, float(sum(e["served"].sum() for e in es)),
                 float(sum(e["cost"].sum() for e in es)))
 
-    f_lo, s_lo, c_lo = total(e0)
-    if s_lo >= need_ok:
-        return {"value": c_lo, "lam": 0.0, "evals": e0, "feasibility": None,
+    if total(e0)[1] >= need_ok:
+        return {"value": total(e0)[2], "lam": 0.0, "evals": e0, "feasibility": None,
                 **dict(zip(("spend", "true"), sums(e0), strict=True))}
     fz = [oracle.evaluate(g, levels, 0.0, feasibility=True) for g in range(G)]
     if float(sum((oracle.dwin[g] - fz[g]["cost"]).sum() for g in range(G))) < need_ok:
         return {"value": np.inf, "lam": lam0, "evals": e0, "feasibility": fz, "spend": np.inf, "true": np.inf}
-    lo = e0
-    lam = lam0 if lam0 > 0 else oracle.lam_scale()
-    hi = None
-    for _ in range(60):
-        es = [oracle.evaluate(g, levels, lam) for g in range(G)]
+    f0, s0, c0 = total(e0)
+
+    def at(x, sel):
+        es = [oracle.evaluate(g, levels, float(x[0])) for g in range(G)]
         f, sv, c = total(es)
-        if sv >= need_ok:
-            hi, f_hi, s_hi, c_hi = es, f, sv, c
-            break
-        lo, f_lo, s_lo, c_lo = es, f, sv, c
-        lam *= 8.0
-    if hi is None:
+        return {"h": np.array([f]), "slope": np.array([need - sv]), "c": np.array([c]), "es": _one(es)}
+
+    lo0 = {"h": np.array([f0]), "slope": np.array([need - s0]), "c": np.array([c0]), "es": _one(e0)}
+    out = _concave_search(at, np.array([lam0 if lam0 > 0 else oracle.lam_scale()]), np.array([need - need_ok]),
+                          atol, lo0, max_steps=max_steps)
+    lo, hi = out["lo"], out["hi"]
+    if not np.isfinite(hi["x"][0]):
         raise SolverError("recourse: the service target is reachable but no finite multiplier reaches it")
-    for _ in range(max_steps):
-        g_lo, g_hi = need - s_lo, need - s_hi
-        m_lo, m_hi = lo[0]["lam"], hi[0]["lam"]
-        if g_lo - g_hi <= 0:
-            break
-        lam = (f_hi - f_lo + g_lo * m_lo - g_hi * m_hi) / (g_lo - g_hi)
-        top = f_lo + g_lo * (lam - m_lo)
-        if top - max(f_lo, f_hi) <= atol or not m_lo < lam < m_hi:
-            break
-        es = [oracle.evaluate(g, levels, lam) for g in range(G)]
-        f, sv, c = total(es)
-        if sv >= need_ok:
-            hi, f_hi, s_hi, c_hi = es, f, sv, c
-        else:
-            lo, f_lo, s_lo, c_lo = es, f, sv, c
+    s_lo, s_hi = need - float(lo["slope"][0]), need - float(hi["slope"][0])
     span = s_hi - s_lo
     alpha = 1.0 if span <= 0 else min(1.0, max(0.0, (need - s_lo) / span))
-    evals = hi + (lo if lo is not e0 else [])
-    (sp_hi, tr_hi), (sp_lo, tr_lo) = sums(hi), sums(lo)
-    return {"value": alpha * c_hi + (1 - alpha) * c_lo, "lam": hi[0]["lam"], "evals": e0 + evals, "feasibility": fz,
+    es_lo, es_hi = lo["es"][0], hi["es"][0]
+    evals = es_hi + (es_lo if es_lo is not e0 else [])
+    (sp_hi, tr_hi), (sp_lo, tr_lo) = sums(es_hi), sums(es_lo)
+    return {"value": alpha * float(hi["c"][0]) + (1 - alpha) * float(lo["c"][0]), "lam": float(hi["x"][0]),
+            "evals": e0 + evals, "feasibility": fz,
             "spend": alpha * sp_hi + (1 - alpha) * sp_lo, "true": alpha * tr_hi + (1 - alpha) * tr_lo}
 
 
@@ -386,51 +439,22 @@ def _separate_lost(oracle: ChainOracle, g: int, levels: np.ndarray, ell: np.ndar
     idx = active[~bad]
     if not len(idx):
         return out
-    n = len(idx)
     el = ell[idx]
     fields = ("q", "lost", "cost", "spend", "true")
-    lo = {"nu": np.zeros(n), **{f: e[f][idx] for f in fields}}
-    hi = {"nu": np.full(n, np.nan), **{f: np.zeros(n) for f in fields}}
+
+    def at(x, sel):
+        r = oracle.chains(g, levels, x, idx[sel])
+        return {"h": r["q"] - x * el[sel], "slope": r["lost"] - el[sel], "p": r["p"], "qf": r["qf"],
+                **{f: r[f] for f in fields}}
+
+    lo0 = {"h": e["q"][idx], "slope": e["lost"][idx] - el, "p": e["p"][idx], "qf": e["qf"][idx],
+           **{f: e[f][idx] for f in fields}}
     nu = np.where(nu0[idx] > 0, nu0[idx], float(oracle.pen[g]))
-    fbest = lo["q"] - lo["nu"] * el
-
-    def take(sel, nu_sel):
-        """Evaluate the chains ``idx[sel]`` at prices ``nu_sel``; update brackets and the best cut."""
-        r = oracle.chains(g, levels, nu_sel, idx[sel])
-        f = r["q"] - nu_sel * el[sel]
-        better = f > fbest[sel]
-        w = sel[better]
-        fbest[w] = f[better]
-        best["nu"][idx[w]] = nu_sel[better]
-        best["Q"][idx[w]] = r["q"][better]
-        best["p"][idx[w]] = r["p"][better]
-        best["qf"][idx[w]] = r["qf"][better]
-        up = r["lost"] <= el[sel] + tol_l[idx[sel]]
-        for side, mask in ((hi, up), (lo, ~up)):
-            side["nu"][sel[mask]] = nu_sel[mask]
-            for f in fields:
-                side[f][sel[mask]] = r[f][mask]
-
-    for _ in range(60):  # bracket: raise the price until the chain keeps to its allowance
-        sel = np.flatnonzero(np.isnan(hi["nu"]))
-        if not len(sel):
-            break
-        take(sel, nu[sel])
-        nu[sel] *= 8.0
-    if np.isnan(hi["nu"]).any():
+    found = _concave_search(at, nu, tol_l[idx], atol, lo0, max_steps=max_steps, ends=fields)
+    lo, hi, top = found["lo"], found["hi"], found["best"]
+    if not np.isfinite(hi["x"]).all():
         raise SolverError("recourse: a lost-unit allowance is reachable but no finite price reaches it")
-    for _ in range(max_steps):
-        g_lo, g_hi = lo["lost"] - el, hi["lost"] - el
-        f_lo, f_hi = lo["q"] - lo["nu"] * el, hi["q"] - hi["nu"] * el
-        span = g_lo - g_hi
-        with np.errstate(divide="ignore", invalid="ignore"):
-            mu = (f_hi - f_lo + g_lo * lo["nu"] - g_hi * hi["nu"]) / span
-        top = f_lo + g_lo * (mu - lo["nu"])
-        todo = (span > 0) & (top - np.maximum(f_lo, f_hi) > atol) & (lo["nu"] < mu) & (mu < hi["nu"])
-        sel = np.flatnonzero(todo)
-        if not len(sel):
-            break
-        take(sel, mu[sel])
+    best["nu"][idx], best["Q"][idx], best["p"][idx], best["qf"][idx] = top["x"], top["q"], top["p"], top["qf"]
     span = lo["lost"] - hi["lost"]
     alpha = np.where(span > 0, np.clip((lo["lost"] - el) / np.where(span > 0, span, 1.0), 0.0, 1.0), 1.0)
     ub[idx] = alpha * hi["cost"] + (1 - alpha) * lo["cost"]
@@ -763,52 +787,26 @@ def solve_benders_chains(pack: PlanningPack, draws: mc.Draws, variant: Variant, 
                 finally:
                     oracle.prices(1.0, 0.0)
 
-            def keep(mu, val, spend, grad, sel):
-                f = val - mu * phi
-                better = sel & (f > best_f)
-                best_f[better], best_mu[better], best_val[better] = f[better], mu[better], val[better]
-                best_grad[better] = grad[better]
-                return f
-
-            mu = np.zeros(K)
-            val, spend, grad = at(mu)
-            best_f, best_mu, best_val, best_grad = val.copy(), mu.copy(), val.copy(), grad.copy()
-            over = spend > phi + budget_tol
-            if not over.any():
+            val, spend, grad = at(np.zeros(K))
+            over = np.flatnonzero(spend > phi + budget_tol)
+            if not len(over):
                 return
-            lo = {"mu": mu.copy(), "f": val.copy(), "s": spend - phi}
-            hi = {"mu": np.full(K, np.nan), "f": np.zeros(K), "s": np.zeros(K)}
-            trial = np.where(over, min(mu_prev, big_m), 0.0)
-            for _ in range(30):  # bracket: raise each cluster's price until its spend fits its share
-                todo = over & np.isnan(hi["mu"])
-                if not todo.any():
-                    break
-                val, spend, grad = at(np.where(todo, trial, 0.0))
-                f = keep(trial, val, spend, grad, todo)
-                fits = todo & (spend <= phi + budget_tol)
-                for side, mask in ((hi, fits), (lo, todo & ~fits)):
-                    side["mu"][mask], side["f"][mask], side["s"][mask] = trial[mask], f[mask], (spend - phi)[mask]
-                capped = todo & ~fits & (trial >= big_m)
-                hi["mu"][capped], hi["f"][capped], hi["s"][capped] = np.inf, 0.0, 0.0  # the cap: no upper end
-                trial = np.where(todo & ~fits, np.minimum(trial * 8.0, big_m), trial)
-            for _ in range(20):  # tangent intersections inside each bracket
-                ok = over & np.isfinite(hi["mu"]) & (lo["s"] - hi["s"] > 0)
-                with np.errstate(divide="ignore", invalid="ignore"):
-                    m = (hi["f"] - lo["f"] + lo["s"] * lo["mu"] - hi["s"] * hi["mu"]) / (lo["s"] - hi["s"])
-                    top = lo["f"] + lo["s"] * (m - lo["mu"])
-                ok &= (top - np.maximum(lo["f"], hi["f"]) > atol) & (lo["mu"] < m) & (m < hi["mu"])
-                if not ok.any():
-                    break
-                trial = np.where(ok, m, 0.0)
-                val, spend, grad = at(trial)
-                f = keep(trial, val, spend, grad, ok)
-                fits = ok & (spend <= phi + budget_tol)
-                for side, mask in ((hi, fits), (lo, ok & ~fits)):
-                    side["mu"][mask], side["f"][mask], side["s"][mask] = trial[mask], f[mask], (spend - phi)[mask]
+
+            def at_over(x, sel):
+                mu = np.zeros(K)
+                mu[over[sel]] = x
+                v, sp, gr = at(mu)
+                c = over[sel]
+                return {"h": v[c] - x * phi[c], "slope": sp[c] - phi[c], "val": v[c], "grad": gr[c]}
+
+            lo0 = {"h": val[over], "slope": spend[over] - phi[over], "val": val[over], "grad": grad[over]}
+            top = _concave_search(at_over, np.full(len(over), mu_prev), np.full(len(over), budget_tol), atol, lo0,
+                                  cap=big_m, max_bracket=30, max_steps=20, ends=())["best"]
             yg = col[lev_cols[g]]
-            for k in np.flatnonzero(over & (best_mu > 0)):
-                gr = best_grad[k].ravel()
-                cols, coefs = priced(g, k, 1.0, best_mu[k])
+            for j in np.flatnonzero(top["x"] > 0):
+                k = over[j]
+                gr = top["grad"][j].ravel()
+                cols, coefs = priced(g, k, 1.0, top["x"][j])
                 if with_cvar:
                     paths = np.flatnonzero(path_k == k)
                     on = paths[nu[paths] > 0]
@@ -817,7 +815,7 @@ def solve_benders_chains(pack: PlanningPack, draws: mc.Draws, variant: Variant, 
                     cols.append(sg_idx[g, k])
                     coefs.append(-lam)
                 idx, v = cut_row(g, gr, cols, coefs)
-                rows.append((idx, v, float(best_val[k] - gr @ yg)))
+                rows.append((idx, v, float(top["val"][j] - gr @ yg)))
 
         for g in range(G):
             one(g)
@@ -846,38 +844,20 @@ def solve_benders_chains(pack: PlanningPack, draws: mc.Draws, variant: Variant, 
         # S=1,000 under a binding budget: 9.2 s with them, 5.5 s without)
         rows = list(r0["rows"]) + (separate_budget(col) if with_cvar else [])
         atol = 1e-3 * tol * max(1.0, abs(lb) if np.isfinite(lb) else 0.0)
-        lo, hi, mu = (0.0, r0), None, min(mu_prev, big_m)
-        for _ in range(40):
-            r = inner(col, 1.0, mu)
-            if r["spend"] <= b + slack:
-                hi = (mu, r)
-                break
-            lo = (mu, r)
-            if mu >= big_m:
-                break
-            mu = min(mu * 8.0, big_m)
-        if hi is None:  # over the budget even at the excess's price: pay for the excess
+
+        def at(x, sel):
+            r = inner(col, 1.0, float(x[0]))
+            return {"h": np.array([r["obj"] - x[0] * b]), "slope": np.array([r["spend"] - b]), "r": _one(r)}
+
+        lo0 = {"h": np.array([r0["obj"]]), "slope": np.array([r0["spend"] - b]), "r": _one(r0)}
+        found = _concave_search(at, np.array([mu_prev]), np.array([slack]), atol, lo0, cap=big_m, max_bracket=40)
+        r_lo, r_hi, m_hi = found["lo"]["r"][0], found["hi"]["r"][0], float(found["hi"]["x"][0])
+        if not np.isfinite(m_hi):  # over the budget even at the excess's price: pay for the excess
             rf = inner(col, 0.0, 1.0, atol=0.1 * slack)  # the least spend, to a tenth of the budget's slack
-            r = lo[1]
-            rows += rf["rows"] + (r["rows"] if r is not r0 else [])
-            return rows, first + r["true"] + big_m * (r["spend"] - b), r["spend"], r["spend"] - b
-        for _ in range(40):
-            (m_lo, r_lo), (m_hi, r_hi) = lo, hi
-            f_lo, f_hi = r_lo["obj"] - m_lo * b, r_hi["obj"] - m_hi * b
-            g_lo, g_hi = r_lo["spend"] - b, r_hi["spend"] - b
-            if g_lo - g_hi <= 0:
-                break
-            mu = (f_hi - f_lo + g_lo * m_lo - g_hi * m_hi) / (g_lo - g_hi)
-            if f_lo + g_lo * (mu - m_lo) - max(f_lo, f_hi) <= atol or not m_lo < mu < m_hi:
-                break
-            r = inner(col, 1.0, mu)
-            if r["spend"] <= b + slack:
-                hi = (mu, r)
-            else:
-                lo = (mu, r)
-        if hi[0] > 0:
-            mu_prev = hi[0]
-        r_lo, r_hi = lo[1], hi[1]
+            rows += rf["rows"] + (r_lo["rows"] if r_lo is not r0 else [])
+            return rows, first + r_lo["true"] + big_m * (r_lo["spend"] - b), r_lo["spend"], r_lo["spend"] - b
+        if m_hi > 0:
+            mu_prev = m_hi
         rows += r_hi["rows"] + (r_lo["rows"] if r_lo is not r0 else [])  # the cuts of the bracket's ends
         span = r_lo["spend"] - r_hi["spend"]
         a = 1.0 if span <= 0 else min(1.0, max(0.0, (r_lo["spend"] - b) / span))
