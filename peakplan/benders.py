@@ -544,7 +544,8 @@ def solve_benders_chains(pack: PlanningPack, draws: mc.Draws, variant: Variant, 
     sets how finely the cuts are disaggregated. ``start`` (lever levels) is evaluated first
     and becomes the first core if it is feasible and the best point;
     from ``ramp`` paths on, the start is the solution of the first eighth of the paths
-    (solved the same way at ``max(tol, 1e-3)``), which saves most early iterations.
+    (solved the same way at ``max(tol, 1e-3)``, in at most a quarter of the time limit; a
+    plan it stopped at is a start too), which saves most early iterations.
     """
     t0 = time.perf_counter()
     deadline = _deadline(time_limit, t0)
@@ -553,10 +554,11 @@ def solve_benders_chains(pack: PlanningPack, draws: mc.Draws, variant: Variant, 
     if start is None and ramp and ramp <= S:
         sub = mc.Draws(*(getattr(draws, f)[: S // 8] for f in ("demand", "capacity_factor", "late", "event_hit",
                                                                  "disruption_hit")))
+        # a quarter of the time limit at most: the full sample needs the rest
         first, _ = solve_benders_chains(pack, sub, variant, budget, structure, tol=max(tol, 1e-3), alpha=alpha,
                                         ramp=ramp, time_limit=None if time_limit is None else
-                                        max(0.0, deadline - time.perf_counter()))
-        if first.status is SolveStatus.OPTIMAL:
+                                        0.25 * max(0.0, deadline - time.perf_counter()))
+        if first.status in (SolveStatus.OPTIMAL, SolveStatus.TIME_LIMIT) and np.isfinite(first.objective):
             start = first.levels
     if clusters is None:
         clusters = (8 if S < 5000 else 32) * max(1, 8 // G)  # about 64 (256 from 5,000 paths) cost columns
@@ -864,6 +866,18 @@ def solve_benders_chains(pack: PlanningPack, draws: mc.Draws, variant: Variant, 
         return (rows, first + a * r_hi["true"] + (1 - a) * r_lo["true"],
                 a * r_hi["spend"] + (1 - a) * r_lo["spend"], 0.0)
 
+    fallback = None  # the relaxed phase's best plan, charged in full, if it keeps to the budget
+
+    def charged(point, value, spend):
+        """``(point, cost, spend)`` with every order the point places charged its full fixed cost; None if that
+        breaks the budget (order costs count against it)."""
+        extra = (point[inc_idx] > 1e-6) - point[order_idx]
+        if with_budget or budget is not None:
+            lever_spend = float(lev_vec @ point) + lev_const + float(lev_vec[order_idx] @ extra)
+            if lever_spend + (spend if with_budget else 0.0) > budget + max(budget_tol, 1e-9 * max(1.0, abs(budget))):
+                return None
+        return point, value + float(cost_vec[order_idx] @ extra), spend
+
     def solve_fixed(idx, values):
         """The master with columns ``idx`` fixed at ``values`` (clipped to their bounds): a full first-stage column."""
         lp = h.getLp()
@@ -956,6 +970,7 @@ def solve_benders_chains(pack: PlanningPack, draws: mc.Draws, variant: Variant, 
                     # in-out mixture and would spread orders) places them; its plan and the core's, where
                     # they fit that pattern, are the fixed problem's first points
                     relaxed_obj = lb
+                    fallback = charged(best, ub, ub_spend) if ub_over <= budget_tol else None
                     on = col[inc_idx] > 1e-6
                     for zi, flag in zip(order_idx, on, strict=True):
                         h.changeColBounds(int(zi), float(flag), float(flag))
@@ -975,17 +990,18 @@ def solve_benders_chains(pack: PlanningPack, draws: mc.Draws, variant: Variant, 
     secs = time.perf_counter() - t0
     levels = np.zeros((pack.L, pack.T))
     obj = float("nan")
-    if best is not None and ub_over > 0 and status is SolveStatus.TIME_LIMIT:
-        best = None  # stopped with the best plan still over the budget: no plan to return
-    if best is not None and np.isfinite(ub) and status in (SolveStatus.OPTIMAL, SolveStatus.TIME_LIMIT):
-        levels = np.maximum(best[y_idx], 0.0)
-        obj = ub
-        if not fixed_orders:  # stopped before relax-and-fix: charge every order its full fixed cost
-            obj += float(cost_vec[order_idx] @ ((best[inc_idx] > 1e-6) - best[order_idx]))
+    plan = None  # (point, cost, flex spend): the best plan found, if any keeps to the budget
+    if best is not None and np.isfinite(ub) and ub_over <= budget_tol:
+        # stopped before relax-and-fix: every order is charged its full fixed cost
+        plan = (best, ub, ub_spend) if fixed_orders else charged(best, ub, ub_spend)
+    if fallback is not None and (plan is None or fallback[1] < plan[1]):
+        plan = fallback  # the relaxed phase's plan, charged in full, beats relax-and-fix's (or stands in for it)
+    if plan is not None and status in (SolveStatus.OPTIMAL, SolveStatus.TIME_LIMIT):
+        levels, obj, ub_spend = np.maximum(plan[0][y_idx], 0.0), plan[1], plan[2]
     elif status is SolveStatus.OPTIMAL:  # no point met the target: the master converged on an unreachable one
         status = SolveStatus.INFEASIBLE
     levels = np.where(np.abs(levels) < 1e-7, 0.0, levels)
-    gap_out = max(0.0, (obj - lb) / max(abs(obj), 1.0)) if np.isfinite(obj) else float("nan")
+    gap_out = max(0.0, (obj - lb) / max(abs(obj), 1.0)) if np.isfinite(obj) and np.isfinite(lb) else float("nan")
     if relaxed_obj is not None and np.isfinite(obj):
         gap_out = max(gap_out, (obj - relaxed_obj) / max(abs(obj), 1.0))
     info = {"iterations": it, "lower_bound": lb, "upper_bound": ub, "flex_spend": float(ub_spend) if np.isfinite(ub_spend) else 0.0,

@@ -261,7 +261,27 @@ def _benders(pack, draws, variant, budget, links, d_win, big_m, t0, time_limit, 
     order_idx = np.array([z.index for z, _ in orders], int)
     inc_idx = np.array([inc.index for _, inc in orders], int)
     lb, ub, best, best_slack, it, status = -np.inf, np.inf, None, 0.0, 0, SolveStatus.OPTIMAL
-    core = None
+    core, fallback = None, None  # fallback: the relaxed phase's best plan, its orders charged in full
+    slack_tol = 1e-6 * max(1.0, float(d_win.sum()))
+    lev_vec = np.zeros(len(cost_vec))
+    for v, a in pulp.LpAffineExpression(lever).items():
+        lev_vec[v.index] += a
+    lev_const = float(pulp.LpAffineExpression(lever).constant)
+    flex_idx = np.array([link["flex", s].index for s in range(S)], int) if "flex" in links else None
+
+    def charged(point, value, slack):
+        """``(point, cost)`` with every order the point places charged its full fixed cost; None if the point
+        leans on the elastic rows or the charge breaks the budget."""
+        if slack > slack_tol:
+            return None
+        extra = (point[inc_idx] > 1e-6) - point[order_idx]
+        if budget is not None:
+            spend = float(lev_vec @ point) + lev_const + float(lev_vec[order_idx] @ extra)
+            spend += float(point[flex_idx].mean()) if flex_idx is not None else 0.0
+            if spend > budget + 1e-9 * max(1.0, abs(budget)):
+                return None
+        return point, value + float(cost_vec[order_idx] @ extra)
+
     fixed_orders = not orders
     relaxed_obj = None
     deadline = _deadline(time_limit, t0)
@@ -276,11 +296,12 @@ def _benders(pack, draws, variant, budget, links, d_win, big_m, t0, time_limit, 
         for k in range(K):
             nz = np.flatnonzero(np.abs(Gk[k]) > 1e-12)
             rows.append((np.concatenate([[theta_idx[k]], first_idx[nz]]).astype(np.int32),
-                         np.concatenate([[1.0], -Gk[k, nz]]), float(Qk[k] - Gk[k] @ x)))
+                         np.concatenate([[1.0], -Gk[k, nz]]), float(Qk[k] - Gk[k] @ x), float(Qk[k])))
         return rows, value, slack
 
     def violated(rows, col):
-        return [r for r in rows if float(r[1] @ col[r[0]]) < r[2] - 1e-9 * max(1.0, abs(r[2]))]
+        """The cuts that cut ``col`` off by more than 1e-9 of their cluster's cost at the point they came from."""
+        return [r for r in rows if float(r[1] @ col[r[0]]) < r[2] - 1e-9 * max(1.0, abs(r[3]))]
 
     def offer(point, value, slack):
         nonlocal ub, best, best_slack, core
@@ -321,38 +342,43 @@ def _benders(pack, draws, variant, budget, links, d_win, big_m, t0, time_limit, 
             status = SolveStatus.TIME_LIMIT
             break
         gap = (ub - lb) / max(abs(ub), 1.0)
+        converged = gap <= tol or not cut  # no cut cuts the master's point off: its bound is its cost
         timed_out = time.perf_counter() > deadline
-        if gap <= tol or it >= max_iter or timed_out:
+        if converged or it >= max_iter or timed_out:
             if not fixed_orders and not timed_out:
                 # relax-and-fix on the master's own vertex (a mixture of points would spread orders)
                 relaxed_obj = lb
+                fallback = charged(best, ub, best_slack) if best is not None else None
                 on = col[inc_idx] > 1e-6
                 for zi, flag in zip(order_idx, on, strict=True):
                     h.changeColBounds(int(zi), float(flag), float(flag))
                 fixed_orders, ub, best, core = True, np.inf, None, None
                 continue
-            if timed_out or gap > tol:
+            if timed_out or not converged:
                 status = SolveStatus.TIME_LIMIT
             break
-        for idx, val, lo in cut:
+        for idx, val, lo, _ in cut:
             h.addRow(lo, np.inf, len(idx), idx, val)
     secs = time.perf_counter() - t0
     levels = np.zeros((pack.L, pack.T))
     prebuild = np.zeros((pack.T, pack.G))
     obj = float("nan")
-    if status is SolveStatus.TIME_LIMIT and best_slack > 1e-6 * max(1.0, float(d_win.sum())):
-        best = None  # stopped while the best point still used the elastic rows: it may miss a target
-    if best is not None and status in (SolveStatus.OPTIMAL, SolveStatus.TIME_LIMIT):
+    plan = None  # (point, cost)
+    if best is not None and np.isfinite(ub):
+        plan = (best, ub) if fixed_orders else charged(best, ub, best_slack)
+        if status is SolveStatus.TIME_LIMIT and best_slack > slack_tol:
+            plan = None  # stopped while the best point still used the elastic rows: it may miss a target
+    if fallback is not None and (plan is None or fallback[1] < plan[1]):
+        plan = fallback  # the relaxed phase's plan, charged in full, beats relax-and-fix's (or stands in for it)
+    best = None if plan is None else plan[0]
+    if plan is not None and status in (SolveStatus.OPTIMAL, SolveStatus.TIME_LIMIT):
         for (i, t), v in m.y.items():
             levels[i, t] = max(0.0, best[v.index])
         for (t, g_), v in m.pb.items():
             prebuild[t, g_] = max(0.0, best[v.index])
-        obj = ub
-        if not fixed_orders:  # stopped before relax-and-fix: charge every order its full fixed cost
-            cost = np.asarray(h.getLp().col_cost_)
-            obj += float(cost[order_idx] @ ((best[inc_idx] > 1e-6) - best[order_idx]))
+        obj = plan[1]
     levels = np.where(np.abs(levels) < 1e-7, 0.0, levels)
-    gap_out = max(0.0, (obj - lb) / max(abs(obj), 1.0)) if np.isfinite(obj) else float("nan")
+    gap_out = max(0.0, (obj - lb) / max(abs(obj), 1.0)) if np.isfinite(obj) and np.isfinite(lb) else float("nan")
     if relaxed_obj is not None and np.isfinite(obj):
         gap_out = max(gap_out, (obj - relaxed_obj) / max(abs(obj), 1.0))
     flex_spend = 0.0

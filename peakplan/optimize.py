@@ -392,60 +392,105 @@ def _run_highs(h, deadline: float = float("inf")) -> None:
 
 
 def solve(m: Model, pack: PlanningPack, solver: str = "highs", time_limit: float | None = None) -> SolveResult:
-    """Solve, then read back the first stage. Never trusts the status alone (see check)."""
+    """Solve, then read back the first stage. Never trusts the status alone (see check).
+
+    Fixed order costs get relax-and-fix: the LP relaxation (order indicators in [0, 1]),
+    then the indicators fixed to 0/1 where the relaxation raises a level, and a re-solve in
+    the time left. The relaxation's own plan with every order charged in full is a plan too
+    (its cost bounds its exact cost from above); the cheaper of the two is returned.
+
+    A solve stopped by ``time_limit`` is ``TIME_LIMIT``; its values are a plan only if they
+    are primal feasible: pulp labels a HiGHS run stopped at its limit "Optimal" whenever the
+    objective is finite, even at a simplex iterate that is not, so the model status and
+    primal solution status are read from HiGHS itself (and for CBC every constraint is
+    re-checked). No plan comes back as ``TIME_LIMIT`` with a NaN objective. The gap of a
+    stopped extensive-form solve is unknown (NaN): no bound is proven.
+    """
     t0 = time.perf_counter()
+    orders = m.extra.get("orders", [])
     with _quiet_stdout():
         status = m.prob.solve(_solver(solver, time_limit))
-    orders = m.extra.get("orders", [])
-    relaxed_obj = None
-    unfixed = 0.0  # with no time left to re-solve: what charging every order in full adds to the relaxed cost
-    if orders and pulp.LpStatus[status] == "Optimal":
-        # relax-and-fix: an order happens where the relaxation increases the level; fixing
-        # the indicators to 0/1 and re-solving prices every order at its full fixed cost
+    st, feasible = _outcome(m, status, time_limit, time.perf_counter() - t0)
+    relaxed_obj, relaxed = None, None
+    if orders and st is SolveStatus.OPTIMAL:
         relaxed_obj = float(pulp.value(m.prob.objective))
+        charge = 0.0
         for z, inc in orders:
             on = (inc.value() or 0.0) > 1e-6
-            unfixed += m.prob.objective.get(z, 0.0) * (float(on) - (z.value() or 0.0))
+            charge += m.prob.objective.get(z, 0.0) * (float(on) - (z.value() or 0.0))
             z.lowBound = z.upBound = 1.0 if on else 0.0
+        relaxed = (*_read_plan(m, pack), relaxed_obj + charge)
         left = None if time_limit is None else time_limit - (time.perf_counter() - t0)
-        if left is None or left > 0.01:
-            unfixed = None
+        if left is not None and left <= 0.01:  # no time left to re-solve: the relaxed plan, charged in full
+            st, feasible = SolveStatus.TIME_LIMIT, False
+        else:
             with _quiet_stdout():
                 status = m.prob.solve(_solver(solver, left))
+            st, feasible = _outcome(m, status, left, time.perf_counter() - t0)
     secs = time.perf_counter() - t0
-    label = pulp.LpStatus[status]
-    sol = m.prob.sol_status if hasattr(m.prob, "sol_status") else None
-    if label == "Infeasible":
-        st = SolveStatus.INFEASIBLE
-    elif label == "Unbounded":
-        st = SolveStatus.UNBOUNDED
-    elif label == "Optimal":
-        st = SolveStatus.OPTIMAL
-    elif label == "Not Solved" or (time_limit is not None and secs >= 0.98 * time_limit):
-        st = SolveStatus.TIME_LIMIT
+    levels, prebuild, obj = np.zeros((pack.L, pack.T)), np.zeros((pack.T, pack.G)), float("nan")
+    if st in (SolveStatus.OPTIMAL, SolveStatus.TIME_LIMIT) and feasible:
+        levels, prebuild = _read_plan(m, pack)
+        value = pulp.value(m.prob.objective)
+        obj = float(value) if value is not None else float("nan")
+    if relaxed is not None and not obj <= relaxed[2]:  # the relaxed plan is cheaper, or the only one
+        levels, prebuild, obj = relaxed
+        if st not in (SolveStatus.OPTIMAL, SolveStatus.TIME_LIMIT):
+            st = SolveStatus.OPTIMAL  # the fixed re-solve failed; the relaxed plan stands, its gap from the LP bound
+    if st is SolveStatus.TIME_LIMIT and np.isfinite(obj) and relaxed is None:
+        gap = float("nan")
+    elif relaxed_obj is None or not np.isfinite(obj):
+        gap = 0.0
     else:
-        st = SolveStatus.ERROR
-    if time_limit is not None and secs >= 0.98 * time_limit and st is SolveStatus.OPTIMAL:
-        st = SolveStatus.TIME_LIMIT  # pulp reports a time-limited incumbent as "Optimal"
-    if unfixed is not None and relaxed_obj is not None:
-        st = SolveStatus.TIME_LIMIT  # no time left to re-solve with the orders fixed: the relaxed plan, charged in full
-    del sol
+        gap = max(0.0, (obj - relaxed_obj) / abs(obj))
+    return SolveResult(st, obj, levels, prebuild, secs, solver, gap)
+
+
+def _read_plan(m: Model, pack: PlanningPack) -> tuple[np.ndarray, np.ndarray]:
+    """The lever levels ``[L, T]`` and pre-build ``[T, G]`` of the model's current values."""
     levels = np.zeros((pack.L, pack.T))
     prebuild = np.zeros((pack.T, pack.G))
-    if st in (SolveStatus.OPTIMAL, SolveStatus.TIME_LIMIT):
-        for (i, t), v in m.y.items():
-            levels[i, t] = max(0.0, v.value() or 0.0)
-        for (t, g), v in m.pb.items():
-            prebuild[t, g] = max(0.0, v.value() or 0.0)
-        value = pulp.value(m.prob.objective)
-        obj = float("nan") if value is None or any(v.value() is None for v in m.y.values()) else float(value)
-        if unfixed is not None and relaxed_obj is not None:
-            obj += unfixed
-    else:
-        obj = float("nan")
-    levels = np.where(np.abs(levels) < 1e-7, 0.0, levels)
-    gap = 0.0 if relaxed_obj is None or not np.isfinite(obj) else max(0.0, (obj - relaxed_obj) / abs(obj))
-    return SolveResult(st, obj, levels, prebuild, secs, solver, gap)
+    for (i, t), v in m.y.items():
+        levels[i, t] = max(0.0, v.value() or 0.0)
+    for (t, g), v in m.pb.items():
+        prebuild[t, g] = max(0.0, v.value() or 0.0)
+    return np.where(np.abs(levels) < 1e-7, 0.0, levels), prebuild
+
+
+def _outcome(m: Model, status: int, time_limit: float | None, secs: float) -> tuple[SolveStatus, bool]:
+    """The status of the last ``prob.solve`` and whether its values are a feasible solution."""
+    h = getattr(m.prob, "solverModel", None)
+    if h is not None and hasattr(h, "getModelStatus"):  # HiGHS through highspy: ask it
+        ms = h.getModelStatus()
+        if ms == ms.__class__.kOptimal:
+            return SolveStatus.OPTIMAL, True
+        if ms in (ms.__class__.kTimeLimit, ms.__class__.kIterationLimit, ms.__class__.kInterrupt):
+            return SolveStatus.TIME_LIMIT, h.getInfo().primal_solution_status == 2  # kSolutionStatusFeasible
+    label = pulp.LpStatus[status]
+    if label == "Infeasible":
+        return SolveStatus.INFEASIBLE, False
+    if label == "Unbounded":
+        return SolveStatus.UNBOUNDED, False
+    stopped = time_limit is not None and secs >= 0.98 * time_limit
+    if label == "Optimal" and not stopped:
+        return SolveStatus.OPTIMAL, True
+    if label in ("Optimal", "Not Solved") or stopped:  # CBC: a time-limited incumbent is labelled "Optimal"
+        return SolveStatus.TIME_LIMIT, label == "Optimal" and _satisfied(m.prob)
+    return SolveStatus.ERROR, False
+
+
+def _satisfied(prob: pulp.LpProblem, rtol: float = 1e-6) -> bool:
+    """Every variable has a value within its bounds and every constraint holds, to ``rtol`` of its size."""
+    for v in prob.variables():
+        x = v.value()
+        if x is None or (v.lowBound is not None and x < v.lowBound - rtol * max(1.0, abs(v.lowBound))) or \
+                (v.upBound is not None and x > v.upBound + rtol * max(1.0, abs(v.upBound))):
+            return False
+    for c in prob.constraints():
+        size = abs(c.constant) + sum(abs(a * (v.value() or 0.0)) for v, a in c.items())
+        if not c.valid(rtol * max(1.0, size)):
+            return False
+    return True
 
 
 # --------------------------------------------------------------------------------------
@@ -552,8 +597,10 @@ def solve_variant(pack: PlanningPack, variant: Variant, draws: mc.Draws, *, solv
             f"({variant.service}{'' if variant.service == 'expected' else f' at {variant.level:.0%}'}) inside the limits",
             diagnose(pack, variant, draws, solver=solver))
     if res.status is SolveStatus.TIME_LIMIT and not np.isfinite(res.objective):
-        raise SolverError(f"variant {variant.name} ({variant.label}): the time limit of {time_limit:g} s passed "
-                          f"before a plan that keeps every constraint was found; raise the limit or lower the sample")
+        why = (f"the time limit of {time_limit:g} s passed" if time_limit is not None
+               else "the solver stopped at its iteration limit")
+        raise SolverError(f"variant {variant.name} ({variant.label}): {why} before a plan that keeps every "
+                          f"constraint was found; raise the limit or lower the sample")
     if res.status not in (SolveStatus.OPTIMAL, SolveStatus.TIME_LIMIT):
         raise SolverError(f"variant {variant.name}: solver returned {res.status}")
     if m is not None:
@@ -647,7 +694,7 @@ def optimize(pack: PlanningPack, *, n_samples: int | None = None, seed: SeedLike
                        "budget": _budget(pack, variant), "forbidden": list(pack.forbidden),
                        "freeze_periods": [pack.periods[t] for t in np.flatnonzero(pack.arr("freeze"))],
                        "max_delay": pack.max_delay, "n_samples": S,
-                       "method": resolve_method(pack, variant, method, solver), "solver_gap": res.gap}
+                       "method": resolve_method(pack, variant, method, solver), "solver_gap": res.gap if np.isfinite(res.gap) else None}
         same = next((k for k, p in out.items() if np.allclose(p.levels, res.levels, atol=1e-6)
                      and np.allclose(p.prebuild, res.prebuild, atol=1e-6)), None)
         plan = Plan(name=variant.name, label=variant.label, variant=variant, levels=res.levels,

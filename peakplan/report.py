@@ -324,8 +324,9 @@ def _solve_line(plan) -> str:
     secs = getattr(plan, "solve_seconds", None)
     took = f" in {secs:.1f} s" if secs is not None else ""
     if status == "time_limit":
-        left = f", {gap:.2%} from the proven bound" if gap is not None and gap == gap else ""
-        return f"Solve: **stopped by its time limit**{took}{left}: the best plan found, checked against every constraint.\n"
+        left = f", {gap:.2%} from the proven bound" if gap is not None and gap == gap else ", gap unknown"
+        return (f"Solve: **stopped by its time limit**{took}{left}: the best plan found (a feasible point of the "
+                f"model, its lever rules and budget re-checked; its cost is an upper bound).\n")
     return f"Solve: {status}{took}.\n"
 
 

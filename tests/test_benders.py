@@ -455,6 +455,61 @@ def test_a_limit_passing_inside_an_iteration_stops_there_with_a_plan_that_costs_
     assert info["lower_bound"] <= exact
 
 
+def _fixed_cost_pack(T, R):
+    pack = examples.synthetic_pack(T, R)
+    return pack.replace(levers=tuple(replace(lv, fixed_cost=400.0) if lv.kind == "reserve" else lv
+                                     for lv in pack.levers))
+
+
+def _exact_cost(pack, draws, variant, levels):
+    """The plan's exact SAA cost with each order it places charged in full (linprog, levels and indicators fixed)."""
+    model = opt.build_model(pack, draws, variant)
+    fix = {v.name: float(levels[i, t]) for (i, t), v in model.y.items()}
+    for i, lv in enumerate(pack.levers):
+        if lv.fixed_cost > 0:
+            rise = np.diff(levels[i], prepend=0.0) > 1e-6
+            fix.update({f"order__{lv.name}__{t}": float(rise[t]) for t in range(pack.T)})
+    return linprog_optimum(model.prob, fix=fix)
+
+
+@pytest.mark.parametrize("subproblem", ["chains", "lp"])
+def test_a_stop_anywhere_keeps_the_best_plan_found_and_never_understates_its_cost(monkeypatch, subproblem):
+    """The limit is made to pass at every clock check in turn (chains) or every HiGHS run (LP). Once a plan has
+    been found, every later stop returns one, relax-and-fix included, and none costs more than it says."""
+    import peakplan.benders as chains_module
+    import peakplan.benders_lp as lp_module
+
+    pack = _fixed_cost_pack(6, 2)
+    draws = mc.sample_paths(pack, 6, 4)
+    lean = Variant("A", "lean", "expected", 0.9)
+    module, name = (chains_module, "_check_time") if subproblem == "chains" else (lp_module, "_run_highs")
+    real = getattr(module, name)
+    count = [0, None]  # calls so far, the call that raises
+
+    def clock(*args):
+        count[0] += 1
+        if count[1] is not None and count[0] >= count[1]:
+            raise opt._OutOfTime
+        return real(*args) if subproblem == "lp" else None
+
+    monkeypatch.setattr(module, name, clock)
+    full, _ = solve_benders(pack, draws, lean, None, tol=1e-9, time_limit=3600.0, subproblem=subproblem)
+    total = count[0]
+    assert full.status is opt.SolveStatus.OPTIMAL and total > 10
+    found = False
+    for stop in range(1, total + 1):
+        count[:] = [0, stop]
+        res, _ = solve_benders(pack, draws, lean, None, tol=1e-9, time_limit=3600.0, subproblem=subproblem)
+        assert res.status is opt.SolveStatus.TIME_LIMIT
+        if found:
+            assert np.isfinite(res.objective), f"no plan after a stop at call {stop} of {total}"
+        if np.isfinite(res.objective):
+            found = True
+            exact = _exact_cost(pack, draws, lean, res.levels)
+            assert exact is not None and res.objective >= exact * (1 - 1e-7), (stop, res.objective, exact)
+    assert found
+
+
 def test_the_lp_fallback_stops_inside_an_iteration_too(monkeypatch):
     import peakplan.benders_lp as lp_module
 

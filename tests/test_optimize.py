@@ -286,6 +286,35 @@ def test_replications_stopped_by_the_time_limit_stay_out_of_the_saa_lower_bound(
     assert "saa_gap" not in quality  # one optimal replication is too few for a CI
 
 
+@pytest.mark.parametrize(("strategy", "limit"), [(1, 40), (4, 40), (4, 300)])  # dual / primal simplex
+def test_a_stopped_extensive_solve_returns_a_plan_only_if_highs_has_a_feasible_point(monkeypatch, strategy, limit):
+    """HiGHS stopped at a simplex iteration limit: pulp calls the stop "Optimal" whenever the objective is finite,
+    also at an infeasible iterate. The solve must come back stopped, and with a plan only if that plan's second
+    stage is feasible and costs no more than the objective reported."""
+    from test_benders import linprog_optimum
+
+    pack = examples.synthetic_pack(8, 2)
+    draws = mc.sample_paths(pack, 6, 2)
+    variant = examples.DEFAULT_VARIANTS[1]
+    real = opt._solver
+    monkeypatch.setattr(opt, "_solver", lambda name, tl: real(name, tl) if name != "highs" else
+                        __import__("pulp").HiGHS(msg=False, threads=1, simplex_iteration_limit=limit, presolve="off",
+                                                 simplex_strategy=strategy))
+    m = opt.build_model(pack, draws, variant)
+    res = opt.solve(m, pack, time_limit=600.0)
+    assert m.prob.status == 1  # pulp's label: "Optimal", at an iteration limit
+    h = m.prob.solverModel
+    assert h.getModelStatus() == h.getModelStatus().__class__.kIterationLimit
+    assert res.status is opt.SolveStatus.TIME_LIMIT
+    feasible_point = h.getInfo().primal_solution_status == 2
+    assert feasible_point == (limit == 300)  # both cases are exercised
+    assert np.isfinite(res.objective) == feasible_point
+    if feasible_point:
+        fixed = linprog_optimum(opt.build_model(pack, draws, variant).prob,
+                                fix={v.name: float(res.levels[i, t]) for (i, t), v in m.y.items()})
+        assert fixed is not None and fixed <= res.objective * (1 + 1e-7)
+
+
 def test_method_must_be_known(tiny):
     with pytest.raises(opt.InputError, match="method must be one of auto, extensive, benders; got 'dual'"):
         opt.solve_variant(tiny, tiny.variants[0], mc.sample_paths(tiny, 2, 0), method="dual")
