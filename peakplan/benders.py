@@ -35,7 +35,9 @@ from peakplan.optimize import (
     SolveResult,
     SolveStatus,
     _check_time,
+    _coefficients,
     _deadline,
+    _orders_in_full,
     _OutOfTime,
     _run_highs,
     _solver,
@@ -610,10 +612,7 @@ def solve_benders_chains(pack: PlanningPack, draws: mc.Draws, variant: Variant, 
     ph_idx = np.array([[phi[g, k].index for k in range(K)] for g in range(G)], int) if with_budget else None
     ell_idx = _add_cvar_rows(h, S, G, kappa, level) if with_cvar else None
     cost_vec = np.asarray(h.getLp().col_cost_)
-    lev_vec = np.zeros(len(cost_vec))
-    for v, a in pulp.LpAffineExpression(lever).items():
-        lev_vec[v.index] += a
-    lev_const = float(pulp.LpAffineExpression(lever).constant)
+    lev_vec, lev_const = _coefficients(lever, len(cost_vec))
     big_m = 1e3
     budget_tol = 1e-9 * max(1.0, abs(budget)) if with_budget else 0.0  # spend this far over the budget still fits
     z_idx = excess.index if with_budget else None
@@ -871,12 +870,11 @@ def solve_benders_chains(pack: PlanningPack, draws: mc.Draws, variant: Variant, 
     def charged(point, value, spend):
         """``(point, cost, spend)`` with every order the point places charged its full fixed cost; None if that
         breaks the budget (order costs count against it)."""
-        extra = (point[inc_idx] > 1e-6) - point[order_idx]
-        if with_budget or budget is not None:
-            lever_spend = float(lev_vec @ point) + lev_const + float(lev_vec[order_idx] @ extra)
+        if budget is not None:
+            lever_spend = float(lev_vec @ point) + lev_const + _orders_in_full(point, lev_vec, order_idx, inc_idx)
             if lever_spend + (spend if with_budget else 0.0) > budget + max(budget_tol, 1e-9 * max(1.0, abs(budget))):
                 return None
-        return point, value + float(cost_vec[order_idx] @ extra), spend
+        return point, value + _orders_in_full(point, cost_vec, order_idx, inc_idx), spend
 
     def solve_fixed(idx, values):
         """The master with columns ``idx`` fixed at ``values`` (clipped to their bounds): a full first-stage column."""

@@ -19,7 +19,9 @@ from peakplan.optimize import (
     Model,
     SolveResult,
     SolveStatus,
+    _coefficients,
     _deadline,
+    _orders_in_full,
     _OutOfTime,
     _run_highs,
     _solver,
@@ -263,10 +265,7 @@ def _benders(pack, draws, variant, budget, links, d_win, big_m, t0, time_limit, 
     lb, ub, best, best_slack, it, status = -np.inf, np.inf, None, 0.0, 0, SolveStatus.OPTIMAL
     core, fallback = None, None  # fallback: the relaxed phase's best plan, its orders charged in full
     slack_tol = 1e-6 * max(1.0, float(d_win.sum()))
-    lev_vec = np.zeros(len(cost_vec))
-    for v, a in pulp.LpAffineExpression(lever).items():
-        lev_vec[v.index] += a
-    lev_const = float(pulp.LpAffineExpression(lever).constant)
+    lev_vec, lev_const = _coefficients(lever, len(cost_vec))
     flex_idx = np.array([link["flex", s].index for s in range(S)], int) if "flex" in links else None
 
     def charged(point, value, slack):
@@ -274,13 +273,12 @@ def _benders(pack, draws, variant, budget, links, d_win, big_m, t0, time_limit, 
         leans on the elastic rows or the charge breaks the budget."""
         if slack > slack_tol:
             return None
-        extra = (point[inc_idx] > 1e-6) - point[order_idx]
         if budget is not None:
-            spend = float(lev_vec @ point) + lev_const + float(lev_vec[order_idx] @ extra)
+            spend = float(lev_vec @ point) + lev_const + _orders_in_full(point, lev_vec, order_idx, inc_idx)
             spend += float(point[flex_idx].mean()) if flex_idx is not None else 0.0
             if spend > budget + 1e-9 * max(1.0, abs(budget)):
                 return None
-        return point, value + float(cost_vec[order_idx] @ extra)
+        return point, value + _orders_in_full(point, cost_vec, order_idx, inc_idx)
 
     fixed_orders = not orders
     relaxed_obj = None

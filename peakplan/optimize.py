@@ -391,6 +391,24 @@ def _run_highs(h, deadline: float = float("inf")) -> None:
         raise _OutOfTime
 
 
+def _coefficients(expr, n: int) -> tuple[np.ndarray, float]:
+    """A pulp expression as ``(coefficient of every column, by its index in the built model; constant)``."""
+    expr = pulp.LpAffineExpression(expr)
+    coef = np.zeros(n)
+    for v, a in expr.items():
+        coef[v.index] += a
+    return coef, float(expr.constant)
+
+
+def _orders_in_full(point: np.ndarray, coef: np.ndarray, order_idx: np.ndarray, inc_idx: np.ndarray) -> float:
+    """What charging every order that ``point`` places its full fixed cost adds to ``coef @ point``.
+
+    Before relax-and-fix an order indicator ``z`` may be fractional; an order is placed where
+    the level rises (``inc > 1e-6``), and then costs its whole fixed cost (``z = 1``).
+    """
+    return float(coef[order_idx] @ ((point[inc_idx] > 1e-6) - point[order_idx]))
+
+
 def solve(m: Model, pack: PlanningPack, solver: str = "highs", time_limit: float | None = None) -> SolveResult:
     """Solve, then read back the first stage. Never trusts the status alone (see check).
 
@@ -403,8 +421,8 @@ def solve(m: Model, pack: PlanningPack, solver: str = "highs", time_limit: float
     are primal feasible: pulp labels a HiGHS run stopped at its limit "Optimal" whenever the
     objective is finite, even at a simplex iterate that is not, so the model status and
     primal solution status are read from HiGHS itself (and for CBC every constraint is
-    re-checked). No plan comes back as ``TIME_LIMIT`` with a NaN objective. The gap of a
-    stopped extensive-form solve is unknown (NaN): no bound is proven.
+    re-checked). Without a feasible point it comes back as ``TIME_LIMIT`` with a NaN
+    objective. The gap of a stopped extensive-form solve is unknown (NaN): no bound is proven.
     """
     t0 = time.perf_counter()
     orders = m.extra.get("orders", [])
@@ -694,7 +712,8 @@ def optimize(pack: PlanningPack, *, n_samples: int | None = None, seed: SeedLike
                        "budget": _budget(pack, variant), "forbidden": list(pack.forbidden),
                        "freeze_periods": [pack.periods[t] for t in np.flatnonzero(pack.arr("freeze"))],
                        "max_delay": pack.max_delay, "n_samples": S,
-                       "method": resolve_method(pack, variant, method, solver), "solver_gap": res.gap if np.isfinite(res.gap) else None}
+                       "method": resolve_method(pack, variant, method, solver),
+                       "solver_gap": res.gap if np.isfinite(res.gap) else None}
         same = next((k for k, p in out.items() if np.allclose(p.levels, res.levels, atol=1e-6)
                      and np.allclose(p.prebuild, res.prebuild, atol=1e-6)), None)
         plan = Plan(name=variant.name, label=variant.label, variant=variant, levels=res.levels,
