@@ -13,6 +13,7 @@ __all__ = [
     "InputError",
     "PeakplanError",
     "SolverError",
+    "TimeLimitError",
 ]
 
 
@@ -50,6 +51,10 @@ class InfeasibleError(PeakplanError):
 
 class SolverError(PeakplanError):
     """The LP solver failed, was missing, or returned a solution that breaks a constraint."""
+
+
+class TimeLimitError(SolverError):
+    """A solve's time (or iteration) limit passed before it found a plan that keeps every constraint."""
 
 
 class ContractViolation(PeakplanError):

@@ -31,7 +31,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pulp
 
-from peakplan.errors import InfeasibleError, InputError, SolverError
+from peakplan.errors import InfeasibleError, InputError, SolverError, TimeLimitError
 from peakplan.pack import PlanningPack, Variant
 from peakplan.rng import SeedLike, seed_sequence
 from peakplan.simulate import mc
@@ -617,7 +617,7 @@ def solve_variant(pack: PlanningPack, variant: Variant, draws: mc.Draws, *, solv
     if res.status is SolveStatus.TIME_LIMIT and not np.isfinite(res.objective):
         why = (f"the time limit of {time_limit:g} s passed" if time_limit is not None
                else "the solver stopped at its iteration limit")
-        raise SolverError(f"variant {variant.name} ({variant.label}): {why} before a plan that keeps every "
+        raise TimeLimitError(f"variant {variant.name} ({variant.label}): {why} before a plan that keeps every "
                           f"constraint was found; raise the limit or lower the sample")
     if res.status not in (SolveStatus.OPTIMAL, SolveStatus.TIME_LIMIT):
         raise SolverError(f"variant {variant.name}: solver returned {res.status}")
@@ -747,6 +747,9 @@ def _quality(pack, plan, variant, draws, s_eval, s_rep, S, solver, n_eval, metho
         try:
             r, _ = solve_variant(pack, variant, mc.sample_paths(pack, S, child), solver=solver, method=method,
                                  time_limit=time_limit)
+        except TimeLimitError:  # stopped before any plan: counted with the stopped ones
+            stopped += 1
+            continue
         except Exception:
             continue
         if r.status is SolveStatus.OPTIMAL:
