@@ -228,6 +228,36 @@ def test_a_budget_too_small_for_the_target_is_infeasible_with_chains():
         opt.solve_variant(pack.replace(budget=budget), variant, draws, method="auto")
 
 
+def test_concave_search_finds_each_items_lagrangian_maximum_and_marks_caps():
+    """Item i: min c_i u s.t. u >= b_i, 0 <= u <= U_i. Its Lagrangian h_i(x) = min_u c_i u + x (b_i - u) peaks at
+    x = c_i with h = c_i b_i (the LP's optimum); the slope is b_i - u(x), and the item fits once u covers b_i."""
+    from peakplan.benders import _concave_search
+
+    rng = np.random.default_rng(3)
+    n = 40
+    c, U = rng.uniform(1.0, 50.0, n), rng.uniform(5.0, 10.0, n)
+    b = rng.uniform(0.5, 4.0, n)
+    b[:5] = U[:5] + 1.0  # out of reach at any price
+    calls = []
+
+    def at(x, sel):
+        calls.append(len(sel))
+        u = np.where(x > c[sel], U[sel], 0.0)
+        return {"h": c[sel] * u + x * (b[sel] - u), "slope": b[sel] - u, "u": u}
+
+    lo0 = {"h": np.zeros(n), "slope": b.copy(), "u": np.zeros(n)}
+    out = _concave_search(at, np.full(n, 0.3), np.full(n, 1e-12), 1e-9, lo0)
+    ok = slice(5, None)
+    assert np.isnan(out["hi"]["x"][:5]).all()  # never fits: no upper end
+    assert np.isfinite(out["hi"]["x"][ok]).all()
+    assert np.allclose(out["best"]["h"][ok], (c * b)[ok], rtol=1e-9)
+    assert (out["lo"]["x"][ok] <= c[ok]).all() and (out["hi"]["x"][ok] > c[ok]).all()
+    assert max(calls) == n and len(calls) < 60 + 40  # all items at once, not one by one
+    capped = _concave_search(at, np.full(n, 0.3), np.full(n, 1e-12), 1e-9, lo0, cap=20.0)
+    assert np.all(np.isinf(capped["hi"]["x"][ok][c[ok] >= 20.0]))  # the price would have to pass the cap
+    assert np.all(np.isfinite(capped["hi"]["x"][ok][c[ok] < 20.0]))
+
+
 @pytest.mark.parametrize("variant", [NONE, Variant("E", "e", "expected", 0.99),
                                      Variant("C", "c", "cvar", 0.95, level=0.95)], ids=lambda v: v.service)
 def test_lp_benders_equals_the_extensive_form_on_tiny(variant):
