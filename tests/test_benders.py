@@ -552,6 +552,16 @@ def test_the_lp_fallback_stops_inside_an_iteration_too(monkeypatch):
         opt.solve_variant(pack, NONE, draws, method="benders", time_limit=3600.0)
 
 
+def test_a_stop_without_a_time_limit_is_reported_in_words(monkeypatch):
+    """A solve that stops with no plan and no time limit set (an iteration limit) still gets its message."""
+    import peakplan.benders as chains_module
+
+    pack = examples.synthetic_pack(6, 2)
+    monkeypatch.setattr(chains_module, "_check_time", lambda deadline: (_ for _ in ()).throw(opt._OutOfTime()))
+    with pytest.raises(opt.TimeLimitError, match="stopped at its iteration limit before a plan"):
+        opt.solve_variant(pack, NONE, mc.sample_paths(pack, 4, 0), method="benders", time_limit=None)
+
+
 def test_the_time_limit_is_kept_on_the_clock():
     """A budget case whose iterations take seconds each, stopped at 0.5 s: it returns within a second or two."""
     import time
