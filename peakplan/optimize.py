@@ -31,7 +31,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pulp
 
-from peakplan.errors import InfeasibleError, InputError, SolverError, TimeLimitError
+from peakplan.errors import InfeasibleError, InputError, PeakplanError, SolverError, TimeLimitError
 from peakplan.pack import PlanningPack, Variant
 from peakplan.rng import SeedLike, seed_sequence
 from peakplan.simulate import mc
@@ -746,7 +746,7 @@ def _quality(pack, plan, variant, draws, s_eval, s_rep, S, solver, n_eval, metho
     fill = mean_ci(m["fill_rate"])
     # lower bound: mean of M independent SAA optimal values (biased low for minimisation), each by its proven bound
     M = 3
-    lbs, stopped = [], 0
+    lbs, stopped, failed = [], 0, []
     for child in s_rep.spawn(M):
         try:
             r, _ = solve_variant(pack, variant, mc.sample_paths(pack, S, child), solver=solver, method=method,
@@ -754,7 +754,8 @@ def _quality(pack, plan, variant, draws, s_eval, s_rep, S, solver, n_eval, metho
         except TimeLimitError:  # stopped before any plan: counted with the stopped ones
             stopped += 1
             continue
-        except Exception:
+        except PeakplanError as exc:  # infeasible on that sample, or a solver failure: said, not hidden
+            failed.append(f"{type(exc).__name__}: {str(exc).splitlines()[0]}")
             continue
         if r.status is SolveStatus.OPTIMAL:
             lbs.append(r.objective - (r.gap if np.isfinite(r.gap) else 0.0) * max(abs(r.objective), 1.0))
@@ -773,6 +774,8 @@ def _quality(pack, plan, variant, draws, s_eval, s_rep, S, solver, n_eval, metho
                           "ci95_upper": gap + lb_half + (ub_hi - ub), "lower_bound": lb, "replications": len(lbs)}
     if stopped:
         out["saa_replications_stopped_by_time_limit"] = stopped
+    if failed:
+        out["saa_replications_failed"] = failed
     try:
         mean_res, _ = solve_variant(pack, Variant(variant.name, variant.label, "none", 0.0), _mean_path(pack, draws),
                                     solver=solver, time_limit=time_limit)

@@ -156,6 +156,23 @@ def test_saa_lower_bound_averages_each_replications_proven_bound(tiny, monkeypat
     assert gap["lower_bound"] < np.mean([r.objective for r in reps])
 
 
+def test_a_failed_replication_is_named_in_the_quality_record(tiny, monkeypatch):
+    real = opt.solve_variant
+    n = [0]
+
+    def solve_variant(pack, variant, draws, **kw):
+        n[0] += 1
+        if n[0] == 3:  # the second replication (after the plan and the first replication)
+            raise InfeasibleError("variant A (lean): no plan meets fill 95.0% on this sample\nmore lines")
+        return real(pack, variant, draws, **kw)
+
+    monkeypatch.setattr(opt, "solve_variant", solve_variant)
+    plans = opt.optimize(tiny, n_samples=6, seed=4, variants=tiny.variants[:1], eval_paths=300)
+    q = plans["A"].quality
+    assert q["saa_replications_failed"] == ["InfeasibleError: variant A (lean): no plan meets fill 95.0% on this sample"]
+    assert q["saa_gap"]["replications"] == 2
+
+
 def test_action_schedule_and_scale_down(tiny):
     plans = opt.optimize(tiny.replace(penalty=np.array([80.0, 80.0])), n_samples=30, seed=4, quality=False,
                          variants=tiny.variants[:1])
