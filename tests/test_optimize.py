@@ -357,6 +357,24 @@ def test_a_stopped_extensive_solve_returns_a_plan_only_if_highs_has_a_feasible_p
         assert fixed is not None and fixed <= res.objective * (1 + 1e-7)
 
 
+def test_satisfied_rechecks_every_bound_and_row_of_a_solved_model(tiny):
+    """The check CBC's time-limited solutions get (HiGHS's are read from HiGHS): true at an optimum, false once a
+    row or a bound is broken, or a value is missing."""
+    m = opt.build_model(tiny, mc.sample_paths(tiny, 3, 0), tiny.variants[0])
+    assert opt.solve(m, tiny).status is opt.SolveStatus.OPTIMAL
+    assert opt._satisfied(m.prob)
+    v = next(iter(m.y.values()))
+    kept = v.varValue
+    v.varValue = kept + 1e3  # a lever level far from what its rows allow
+    assert not opt._satisfied(m.prob)
+    v.varValue = -1.0  # below its lower bound of 0
+    assert not opt._satisfied(m.prob)
+    v.varValue = None
+    assert not opt._satisfied(m.prob)
+    v.varValue = kept
+    assert opt._satisfied(m.prob)
+
+
 def test_method_must_be_known(tiny):
     with pytest.raises(opt.InputError, match="method must be one of auto, extensive, benders; got 'dual'"):
         opt.solve_variant(tiny, tiny.variants[0], mc.sample_paths(tiny, 2, 0), method="dual")
