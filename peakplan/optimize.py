@@ -618,7 +618,7 @@ def solve_variant(pack: PlanningPack, variant: Variant, draws: mc.Draws, *, solv
         why = (f"the time limit of {time_limit:g} s passed" if time_limit is not None
                else "the solver stopped at its iteration limit")
         raise TimeLimitError(f"variant {variant.name} ({variant.label}): {why} before a plan that keeps every "
-                          f"constraint was found; raise the limit or lower the sample")
+                             f"constraint was found; raise the limit or lower the sample")
     if res.status not in (SolveStatus.OPTIMAL, SolveStatus.TIME_LIMIT):
         raise SolverError(f"variant {variant.name}: solver returned {res.status}")
     if m is not None:
