@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 from scipy.optimize import linprog
 
 from peakplan import examples
-from peakplan.benders import chain_structure, solve_benders
+from peakplan.benders import ChainOracle, _cvar_excess, _uniform_split, chain_structure, solve_benders
 from peakplan.errors import InfeasibleError
 from peakplan.pack import Variant
 from peakplan.simulate import mc
@@ -337,6 +337,44 @@ def test_binding_cvar_bound_matches_linprog(variant):
     res, info = solve_benders(pack, draws, variant, tol=1e-9, subproblem="chains")
     assert info["subproblem"] == "chains"
     _check_against_linprog(pack, draws, variant, res, info)
+
+
+@pytest.mark.parametrize("variant", [Variant("C", "c", "cvar", 0.999, level=0.95),
+                                     Variant("B", "b", "quantile", 0.999, level=0.8)], ids=lambda v: v.service)
+def test_one_price_for_every_chain_gives_a_split_that_keeps_the_bound_and_costs_no_less_than_the_best(variant):
+    """The fallback for a master's split out of reach: it keeps the R-U bound and is an upper bound on the recourse.
+
+    At the variant's optimal levels the bound binds; the recourse with it (the extensive form
+    with the first stage fixed, by linprog) is a lower bound on the fallback's cost. At the
+    cost-only plan's levels no second stage keeps to the bound: None, and linprog agrees.
+    """
+    pack = _low_penalty_pack()
+    draws = mc.sample_paths(pack, 8, 1)
+    res, _ = solve_benders(pack, draws, variant, tol=1e-9, subproblem="chains")
+    levels = res.levels
+    oracle = ChainOracle(pack, draws, chain_structure(pack, variant, None), 1)
+    oracle.deadline = np.inf
+    window = pack.arr("service_window").astype(bool)
+    level = variant.level if variant.service == "quantile" else max(variant.level, 0.95)
+
+    def fixed(v):
+        m = opt.build_model(pack, draws, v)
+        return linprog_optimum(m.prob, {var.name: float(levels[i, t]) for (i, t), var in m.y.items()})
+
+    d_win = draws.demand[:, window, :].sum(axis=(1, 2))
+    kappa = (1 - variant.target) * d_win
+    out = _uniform_split(oracle, levels, kappa, level)
+    assert out is not None and out["nu"] > 0
+    assert _cvar_excess(out["lost"] - kappa, level) <= 1e-9 * max(1.0, kappa.max())
+    free = sum(oracle.chains(g, levels, np.zeros(8), np.arange(8))["cost"].sum() for g in range(pack.G)) / 8
+    first = fixed(NONE) - free
+    exact = fixed(variant) - first
+    assert exact > free * (1 + 1e-4)  # the bound binds at these levels
+    assert out["cost"] >= exact - 1e-7 * abs(exact)
+    assert out["cost"] == pytest.approx(out["true"])  # no budget price: the priced cost is the true cost
+    levels = solve_benders(pack, draws, NONE, tol=1e-9, subproblem="chains")[0].levels
+    assert _uniform_split(oracle, levels, kappa, level) is None
+    assert fixed(variant) is None
 
 
 def test_lp_benders_on_the_binding_instance():
