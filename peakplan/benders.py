@@ -282,7 +282,7 @@ class ChainOracle:
 
 
 #: the budget multiplier's search stops within this share of the current gap ``UB - LB`` (and
-#: never looser than the solve's own accuracy): an inexact oracle (Oliveira & Sagastizabal 2014)
+#: never looser than the solve's own accuracy): an inexact oracle (de Oliveira & Sagastizabal 2014)
 #: whose cuts are still valid and whose second stage is still feasible. Budget case, S=1,000:
 #: plan B 45 -> 25 s, C 51 -> 30 s. Only this outer search: loosening the per-chain price
 #: searches too made plan C stall (its lower bound stopped rising: shallower cuts).
@@ -482,6 +482,11 @@ def _cvar_excess(excess: np.ndarray, level: float) -> float:
     return float(np.min(x + above / ((1 - level) * n)))
 
 
+def _keeps_bound(lost: np.ndarray, kappa: np.ndarray, level: float) -> bool:
+    """Whether the paths' lost window units ``lost`` keep to ``CVaR(lost - kappa) <= 0`` (to 1e-9 of the largest allowance)."""
+    return _cvar_excess(lost - kappa, level) <= 1e-9 * max(1.0, float(kappa.max(initial=0.0)))
+
+
 def _uniform_split(oracle: ChainOracle, levels: np.ndarray, kappa: np.ndarray, level: float,
                    steps: int = 12) -> dict | None:
     """A feasible second stage at ``levels`` for a quantile or CVaR target, found without the master's split.
@@ -498,14 +503,13 @@ def _uniform_split(oracle: ChainOracle, levels: np.ndarray, kappa: np.ndarray, l
     """
     S, G = oracle.S, oracle.G
     every = np.arange(S)
-    ok = 1e-9 * max(1.0, float(kappa.max(initial=0.0)))
     fewest = sum(oracle.chains(g, levels, np.zeros(S), every, feasibility=True)["lost"] for g in range(G))
-    if _cvar_excess(fewest - kappa, level) > ok:
+    if not _keeps_bound(fewest, kappa, level):
         return None
 
     def run(nu):
         rs = [oracle.chains(g, levels, np.full(S, nu), every) for g in range(G)]
-        return _cvar_excess(sum(r["lost"] for r in rs) - kappa, level) <= ok, rs
+        return _keeps_bound(sum(r["lost"] for r in rs), kappa, level), rs
 
     lo, hi, good = 0.0, float(oracle.pen.max()), None
     for _ in range(40):
@@ -789,8 +793,7 @@ def solve_benders_chains(pack: PlanningPack, draws: mc.Draws, variant: Variant, 
                     gr = gfz[i].ravel()
                     idx, val = cut_row(g, gr, [ell_idx[s_, g]], [1.0])
                     rows.append((idx, val, float(fz["lost"][i] - gr @ yg)))
-        if (free[0] < total and _cvar_excess(free_lost - kappa, level)
-                <= 1e-9 * max(1.0, float(kappa.max(initial=0.0)))):
+        if free[0] < total and _keeps_bound(free_lost, kappa, level):
             total, spend, true = free  # the cheapest second stage already keeps to the bound
         elif not np.isfinite(total):
             # some chain cannot keep to the master's split (all-or-nothing over S x G chains): a split with
