@@ -241,29 +241,70 @@ def dominance(table) -> dict[str, str]:
     return out
 
 
-def recommend(pack: PlanningPack, table) -> tuple[str, str]:
+def cost_ties(table, costs: dict | None = None, z: float = 2.0, material: float = 1e-3) -> list[str]:
+    """The plans of ``table`` whose mean cost is not materially above the cheapest one's.
+
+    A plan ties when its mean cost exceeds the cheapest by at most ``material`` of that cost
+    (0.1 %: the optimality gap plans are solved to; a smaller difference says nothing about
+    the plans) or by at most ``z`` standard errors of the difference: with ``costs``
+    (per-path costs on the common paths, by plan) the paired difference's, otherwise from
+    the table's 95% cost intervals (unpaired, so wider). Returned in the table's order.
+    """
+    rows = table.to_dict("records")
+    if not rows:
+        return []
+    cheap = min(rows, key=lambda r: r["cost_mean"])
+    out = []
+    for r in rows:
+        diff = r["cost_mean"] - cheap["cost_mean"]
+        if costs is not None and r["plan"] in costs and cheap["plan"] in costs:
+            d = np.asarray(costs[r["plan"]], float) - np.asarray(costs[cheap["plan"]], float)
+            se = float(d.std(ddof=1) / np.sqrt(len(d))) if len(d) > 1 else 0.0
+        elif "cost_ci_lo" in r and "cost_ci_hi" in r:
+            half = [(x["cost_ci_hi"] - x["cost_ci_lo"]) / 2 / 1.959963984540054 for x in (r, cheap)]
+            se = float(np.hypot(*half))
+        else:
+            se = 0.0
+        if diff <= max(z * se, material * abs(cheap["cost_mean"])):
+            out.append(r["plan"])
+    return out
+
+
+def recommend(pack: PlanningPack, table, costs: dict | None = None) -> tuple[str, str]:
     """The recommended plan and a rationale built from the scenario's targets.
 
-    Among plans whose mean fill rate meets the target, the cheapest by mean cost, unless a
-    costlier plan cuts P(breach) by at least half for under 5% more cost. If none meets the
-    target, the plan with the highest mean fill rate, flagged for escalation.
+    Among plans whose mean fill rate meets the target, the cheapest by mean cost; plans
+    whose cost is not materially above it (within 0.1 % or within sampling error,
+    :func:`cost_ties`; ``costs``: per-path costs on the common paths) count as equally
+    cheap, and the first of them in the table's order (the scenario's order of variants,
+    leanest first) is the pick, so that the choice does not flip on noise. Then a plan that
+    cuts P(breach) by at least half for under 5% more cost replaces it (the cheapest such,
+    equally cheap ones again going to the first in order). If none meets the target, the plan with the highest mean fill
+    rate, flagged for escalation.
     """
     target = pack.service_target
-    rows = table[table["plan"] != "baseline"].sort_values("cost_mean")
+    plans = table[table["plan"] != "baseline"]
+    rows = plans.sort_values("cost_mean", kind="stable")
     ok = rows[rows["fill_mean"] >= target]
     if ok.empty:
         best = rows.sort_values("fill_mean", ascending=False).iloc[0]
         return str(best["plan"]), (f"no plan meets the {target:.1%} fill-rate target in expectation; "
                                    f"{best['plan']} comes closest ({best['fill_mean']:.2%}) — escalate")
-    pick = ok.iloc[0]
+    tied = cost_ties(plans[plans["fill_mean"] >= target], costs)
+    pick = ok[ok["plan"] == tied[0]].iloc[0] if tied else ok.iloc[0]
     why = (f"{pick['plan']} is the cheapest plan meeting the {target:.1%} target in expectation "
            f"(fill {pick['fill_mean']:.2%}, P(breach) {pick['p_breach']:.1%}, mean cost {pick['cost_mean']:,.0f})")
-    for _, alt in ok.iloc[1:].iterrows():
-        if alt["p_breach"] <= 0.5 * pick["p_breach"] and alt["cost_mean"] <= 1.05 * pick["cost_mean"]:
-            why = (f"{alt['plan']} halves P(breach) vs {pick['plan']} ({alt['p_breach']:.1%} vs "
-                   f"{pick['p_breach']:.1%}) for {alt['cost_mean'] / pick['cost_mean'] - 1:+.1%} cost")
-            pick = alt
-            break
+    if len(tied) > 1:
+        others = [p for p in tied if p != pick["plan"]]
+        why += (f"; {', '.join(others)} cost{'s' if len(others) == 1 else ''} the same within 0.1 % or sampling error, "
+                f"and {pick['plan']} comes first in the scenario's order")
+    better = plans[(plans["fill_mean"] >= target) & (plans["plan"] != pick["plan"])
+                   & (plans["p_breach"] <= 0.5 * pick["p_breach"]) & (plans["cost_mean"] <= 1.05 * pick["cost_mean"])]
+    if len(better):  # the cheapest of them, equally cheap ones again going to the first in order
+        alt = better[better["plan"] == cost_ties(better, costs)[0]].iloc[0]
+        why = (f"{alt['plan']} halves P(breach) vs {pick['plan']} ({alt['p_breach']:.1%} vs "
+               f"{pick['p_breach']:.1%}) for {alt['cost_mean'] / pick['cost_mean'] - 1:+.1%} cost")
+        pick = alt
     return str(pick["plan"]), why
 
 
@@ -292,9 +333,10 @@ def compare(pack: PlanningPack, plans: dict, n_paths: int | None = None, seed=No
     n = int(n_paths or pack.n_paths)
     entries = ([("baseline", mc.plan_inputs(pack))] if baseline else []) + \
         [(name, p.inputs(pack)) for name, p in plans.items()]
-    rows = []
+    rows, costs = [], {}
     for name, inputs in entries:
         m = sim(pack, inputs, n_paths=n, seed=seed, chunk_size=chunk_size).metrics
+        costs[name] = np.asarray(m["cost"], float)
         row = scorecard(pack, m, name).as_row()
         if stress:
             for st in pack.stress_tests:
@@ -317,7 +359,7 @@ def compare(pack: PlanningPack, plans: dict, n_paths: int | None = None, seed=No
     dom = dominance(table[table["plan"] != "baseline"]) if len(plans) > 1 else {}
     table["dominance"] = [dom.get(p, "") for p in table["plan"]]
     if plans:
-        best, why = recommend(pack, table)
+        best, why = recommend(pack, table, costs)
         table["recommended"] = table["plan"] == best
         table.attrs["rationale"] = why
         table.attrs["recommended"] = best

@@ -103,6 +103,48 @@ def test_dominance_and_recommendation():
     assert best == "B" and "escalate" in why
 
 
+def test_plans_equally_cheap_go_to_the_first_in_the_scenarios_order():
+    import pandas as pd
+
+    from peakplan import examples
+
+    pack = examples.tiny_pack(service_target=0.95)
+    rng = np.random.default_rng(np.random.SeedSequence(5))
+    common = rng.normal(1000.0, 100.0, 4000)  # the paths' shared cost: differences between plans are small
+    costs = {"A": common + 3.0 + rng.normal(0, 1.0, 4000), "C": common + rng.normal(0, 1.0, 4000)}
+    costs["B"] = costs["C"] + 0.01 + rng.normal(0, 1.0, 4000)  # B and C: the same plan within noise
+    costs = {p: costs[p] for p in "ABC"}
+
+    def table(costs, **cols):
+        return pd.DataFrame([{"plan": p, "cost_mean": c.mean(), "fill_mean": 0.97, "p_breach": 0.1}
+                             for p, c in costs.items()]).assign(**cols)
+
+    t = table(costs)
+    assert t["cost_mean"].idxmin() == 2  # C is the cheaper by a hair
+    # paired: B - C is about 0.01 with a standard error of about 0.016; A is 3 dearer (over 100 standard errors)
+    assert score.cost_ties(t, costs, material=0.0) == ["B", "C"]
+    assert score.cost_ties(t, material=0.0) == ["C"]  # neither per-path costs nor intervals: exact ties only
+    # within 0.1 % of the cheapest (1.0 here) is a tie whatever the noise; A's 3 is not
+    assert score.cost_ties(t) == ["B", "C"] and score.cost_ties(t, material=0.005) == ["A", "B", "C"]
+    best, why = score.recommend(pack, t, costs)
+    assert best == "B" and "C costs the same within 0.1 % or sampling error" in why
+    # from the 95% intervals (unpaired: the paths' shared spread of 100 counts, about 2.2 a mean, so A ties too)
+    half = 1.959963984540054 * 100.0 / np.sqrt(4000)
+    t2 = t.assign(cost_ci_lo=t["cost_mean"] - half, cost_ci_hi=t["cost_mean"] + half)
+    assert score.cost_ties(t2, material=0.0) == ["A", "B", "C"]
+    # A cheapest but B and C halve its P(breach) for under 5% more: of those two, again the first in order
+    costs4 = {**costs, "A": costs["A"] - 10.0}
+    t4 = table(costs4, p_breach=[0.3, 0.1, 0.1])
+    best, why = score.recommend(pack, t4, costs4)
+    assert best == "B" and "B halves P(breach) vs A" in why
+    # a real difference is not a tie: B dearer by 5 standard errors of the paired difference, and by 0.2 %
+    costs["B"] = costs["C"] + 5 / np.sqrt(4000) + rng.normal(0, 1.0, 4000)
+    assert score.cost_ties(table(costs), costs, material=0.0) == ["C"]
+    costs["B"] = costs["C"] + 2.0
+    assert score.cost_ties(table(costs), costs) == ["C"]
+    assert score.recommend(pack, table(costs), costs)[0] == "C"
+
+
 def test_compare_uses_common_random_numbers(tiny):
     from peakplan.simulate import mc
 
