@@ -24,14 +24,19 @@ and 10,000 (each solve stopped at 300 s)::
 
     .venv/bin/python benchmarks/test_bench_optimize.py --budget --repeat 3
 
+The synthetic network with ``max_delay`` 2 (a unit may wait two periods; chains solved by
+successive shortest paths), against the extensive form at S=50 and then at S=1,000 and 10,000::
+
+    .venv/bin/python benchmarks/test_bench_optimize.py --delay --repeat 3
+
 The retail scenario (its budget shared with overtime) at its own sample size S=300 (seed 7),
 extensive form against the L-shaped method at a 1e-6 gap::
 
     .venv/bin/python benchmarks/test_bench_optimize.py --retail 300
 
-``--curve``, ``--compare``, ``--series`` and ``--budget`` also write ``benchmarks/optimize_curve.json`` /
-``benchmarks/optimize_compare.json`` / ``benchmarks/optimize_series.json`` /
-``benchmarks/optimize_budget.json``. Every time is the median of ``--repeat`` runs (default
+``--curve``, ``--compare``, ``--series``, ``--budget`` and ``--delay`` also write
+``benchmarks/optimize_curve.json`` / ``benchmarks/optimize_compare.json`` / ``benchmarks/optimize_series.json`` /
+``benchmarks/optimize_budget.json`` / ``benchmarks/optimize_delay.json``. Every time is the median of ``--repeat`` runs (default
 1 for the long ones) after one warm-up solve that compiles the numba chain solver; the
 solve runs on one core (HiGHS ``threads=1``, the chain solver single-threaded).
 """
@@ -65,7 +70,10 @@ BUDGET = 50_000.0
 
 
 def _pack(T: int = 52, R: int = 8, network: str = "synthetic"):
-    """The synthetic network (one resource per segment) or its series form (R/2 sites, each picked then packed)."""
+    """The synthetic network (one resource per segment), its series form (R/2 sites, each picked then packed),
+    under a binding budget, or with ``max_delay`` 2 (``delay``)."""
+    if network == "delay":
+        return examples.synthetic_pack(T=T, R=R).replace(max_delay=2)
     if network == "series":
         return examples.series_pack(T=T, G=R // 2)
     if network == "budget":
@@ -188,16 +196,19 @@ if __name__ == "__main__":
                 rows.append(benders_once(S, variant=variant, repeat=repeat if S <= 2000 else 1, network="series"))
                 print(rows[-1], flush=True)
         _write("optimize_series.json", rows)
-    elif mode == "--budget":  # a binding budget shared with flex spend: against the extensive form, then at scale
+    elif mode in ("--delay", "--budget"):
+        # max_delay 2, or a binding budget shared with flex spend: against the extensive form at S=50, then at
+        # the scale points (each solve stopped at 300 s)
+        network = mode[2:]
         for variant in PLANS:
-            rows.append(compare_once(50, variant=variant, network="budget"))
+            rows.append(compare_once(50, variant=variant, network=network))
             print(rows[-1], flush=True)
         for S in sizes or [1000, 10000]:
             for variant in PLANS:
-                rows.append(benders_once(S, variant=variant, repeat=repeat if S <= 2000 else 1, network="budget",
+                rows.append(benders_once(S, variant=variant, repeat=repeat if S <= 2000 else 1, network=network,
                                          time_limit=300))
                 print(rows[-1], flush=True)
-        _write("optimize_budget.json", rows)
+        _write(f"optimize_{network}.json", rows)
     elif mode == "--retail":  # the retail scenario: extensive form against the L-shaped method, same sample
         from peakplan.compile import build_pack
 
@@ -224,4 +235,4 @@ if __name__ == "__main__":
                 print(rows[-1], flush=True)
         _write("optimize_curve.json", rows)
     else:
-        sys.exit(f"unknown mode {mode}; use --curve, --compare, --series, --budget, --retail or --extensive")
+        sys.exit(f"unknown mode {mode}; use --curve, --compare, --series, --budget, --delay, --retail or --extensive")

@@ -5,9 +5,9 @@ The master problem is the first stage exactly as the extensive form states it (t
 highspy and grown row by row); the recourse enters through cuts. Two subproblem oracles:
 
 - **chains** (:func:`solve_benders_chains`): where no resource serves two segments (a
-  segment may load several resources of its own in series, e.g. pickers then packers),
-  ``max_delay`` is 0 or 1 and nothing is storable, each path's second stage is one small LP
-  per segment, solved exactly and with verified duals by
+  segment may load several resources of its own in series, e.g. pickers then packers) and
+  nothing is storable, each path's second stage is one small LP per segment (any
+  ``max_delay``), solved exactly and with verified duals by
   :func:`peakplan.recourse.solve_chains`. Every service form is covered: an expected fill
   through one multiplier per point, the quantile and CVaR bounds through a price per chain
   on its lost window units; a budget shared with flex spend through flex-spend shares in the
@@ -61,8 +61,6 @@ def chain_structure(pack: PlanningPack, variant: Variant, budget: float | None) 
     each), provided none of them serves another segment.
     """
     A = np.asarray(pack.load, float)
-    if int(pack.max_delay) not in (0, 1):
-        return f"max_delay is {pack.max_delay} (chains need 0 or 1)"
     if pack.arr("storable").astype(bool).any():
         return "a segment is storable (pre-build links periods through stock)"
     flex = [i for i, lv in enumerate(pack.levers) if lv.kind == "flex"]
@@ -131,10 +129,11 @@ class ChainOracle:
         self.bc = pack.arr("backlog_cost")
         self.max_delay = int(pack.max_delay)
         # weight of each arrival's lost units in the path's lost window units (CVaR targets): lost
-        # units of window arrivals, and (max_delay 1) everything still waiting at the horizon
+        # units of window arrivals, and everything still waiting at the horizon (the last max_delay
+        # periods' arrivals, as in define_second_stage)
         self.lost_w = self.window.astype(float)
-        if self.max_delay == 1:
-            self.lost_w[-1] = 1.0
+        if self.max_delay > 0:
+            self.lost_w[-self.max_delay:] = 1.0
         # prices of the chains: ``wc`` on the true cost's penalties, backlog and flex, plus ``mu``
         # more on flex spend (a budget's multiplier); wc = 0, mu = 1 prices flex spend alone
         self.wc, self.mu = 1.0, 0.0
@@ -161,11 +160,8 @@ class ChainOracle:
 
     def _true(self, g: int, out: dict, idx) -> tuple[np.ndarray, np.ndarray]:
         """Per chain: the flex spend and the true cost (penalties, backlog, flex at list price) of the flows ``out``."""
-        d = self.demand[g] if idx is None else self.demand[g][idx]
         spend = (out["flex"] * self.unit[g]).sum(axis=(1, 2))
-        true = self.pen[g] * out["loss"].sum(axis=1) + spend
-        if self.max_delay == 1:
-            true = true + self.bc[g] * (d - out["served_new"]).sum(axis=1)
+        true = self.pen[g] * out["loss"].sum(axis=1) + spend + self.bc[g] * out["backlog"]
         return spend, true
 
     def _inputs(self, g: int, levels: np.ndarray, idx) -> tuple:

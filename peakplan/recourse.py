@@ -1,10 +1,10 @@
-"""Exact second stage of the SAA model for chains, solved by dynamic programming.
+"""Exact second stage of the SAA model for chains: dynamic programming and shortest paths.
 
 The optimizer's second stage (:func:`peakplan.optimize.define_second_stage`) is an LP per
-path. When no resource serves two segments, nothing is storable and ``max_delay`` is 0 or
-1, that LP separates into one *chain* per (path, segment) whose only inputs are the
-period's demand ``d_t``, the free capacity ``c_t`` (in units of the segment), a flex cap
-``F_t`` priced ``u`` per unit, the backlog cost ``b`` per unit and period and a loss
+path. When no resource serves two segments and nothing is storable, that LP separates
+into one *chain* per (path, segment) whose only inputs are the period's demand ``d_t``,
+the free capacity ``c_t`` (in units of the segment), a flex cap ``F_t`` priced ``u`` per
+unit, the backlog cost ``b`` per unit and period and a loss
 weight ``L_t`` per unit of arrival ``t`` lost (the penalty, plus any Lagrange multiplier
 the master puts on lost or served units of the service window).
 
@@ -29,6 +29,20 @@ only where a unit would otherwise be lost. It is solved exactly by a backward dy
 programme over the carried backlog: the cost-to-go ``V_t(B)`` is convex piecewise linear,
 and each step is a merge of sorted slopes (the value of serving new units, the flex
 price, the loss weight of old units). A forward pass reads off the optimal flows.
+
+With ``max_delay = K >= 2`` the carried backlog has K ages and the DP's state would be a
+vector; the chain is solved as the min-cost flow it is instead (:func:`_chain_delay`).
+Arrival ``t`` served in ``s`` (``t <= s <= t + K``) costs ``b (s - t)`` plus the price of
+the capacity piece it uses (free capacity, then the flex tiers); lost, it costs
+``r_t = b min(K, T - t) + L_t``. Relative to losing, serving it in ``s`` is worth ``k_t - b s
+- price`` with ``k_t = r_t + b t``, so along an augmenting path (arrival, period, arrival
+moved to another period, ...) the arrivals' terms telescope and the path's value is
+``k_t`` minus the cost of the piece it ends on. Successive shortest paths (any excess node
+first: Ahuja, Magnanti & Orlin 1993, ch. 9) then reduce to: arrivals in decreasing ``k_t``,
+each sent to the cheapest piece with room reachable in the residual graph (a breadth-first
+search) while that is worth it. Its duals come from the same complementary slackness: the
+period prices are the least solution of difference constraints between periods in one
+arrival's window, checked against the pieces' bounds and by strong duality like the DP's.
 
 Duals (the Benders cut). Given the optimal flows, complementary slackness leaves a chain
 of difference constraints ``p_{t+1} - p_t in [lo_t, hi_t]`` and bounds ``p_t in
@@ -286,6 +300,67 @@ def _build_m(t, d, tw, tp, nt, b, L, K, seg_s, seg_l, v0, nseg, ms, ml, mt):
 
 
 @njit(cache=True, nogil=True, error_model="numpy", inline="always")
+def _piece_bounds(t, x, c0, tw, tp, nt, wt, used, lb, ub, tol):
+    """Tighten ``[lb_t, ub_t]``, the range of period ``t``'s capacity price, serving ``x`` with flex ``used[t]``.
+
+    Free capacity left over prices it at 0; flex in use at least at the price of its tier;
+    flex left at most at the price of the next tier.
+    """
+    y = used[t]
+    if c0[t] + y - x > tol:
+        ub[t] = 0.0
+    if y > tol:  # the price of the tier below the flex in use
+        cum = 0.0
+        for k in range(nt[t]):
+            cum += tw[t, k]
+            if cum >= y - tol:
+                lb[t] = max(lb[t], tp[t, k])
+                break
+    if y < wt[t] - tol:  # the price of the tier above it
+        cum = 0.0
+        for k in range(nt[t]):
+            cum += tw[t, k]
+            if cum > y + tol:
+                ub[t] = min(ub[t], tp[t, k])
+                break
+
+
+@njit(cache=True, nogil=True, error_model="numpy", inline="always")
+def _split(t, price, x, c, F, u, v, p, q, tol):
+    """Split period ``t``'s aggregate capacity price over its ``J`` resources in series, serving ``x``.
+
+    Those whose flex is in use carry their flex price, the binding ones at a tier boundary
+    what is left, the slack ones nothing; ``q = max(0, p - u)``. Returns ``(ok, sum_j p_tj
+    c_tj + q_tj F_tj)``, ``ok`` False if the price cannot be split so.
+    """
+    J = c.shape[1]
+    if J == 1:
+        p[t, 0] = price
+        q[t, 0] = max(0.0, price - u[0])
+        return True, p[t, 0] * c[t, 0] + q[t, 0] * F[t, 0]
+    rest = price
+    for j in range(J):
+        lo = u[j] if (c[t, j] + v[t, j] - x <= tol and v[t, j] > tol) else 0.0  # binding, flex in use
+        p[t, j] = lo
+        rest -= lo
+    for j in range(J):
+        if rest <= 0.0:
+            break
+        if c[t, j] + v[t, j] - x <= tol:
+            hi = u[j] if (v[t, j] < F[t, j] - tol) else _INF
+            take = min(rest, hi - p[t, j])
+            p[t, j] += take
+            rest -= take
+    if abs(rest) > 1e-9 * max(1.0, abs(price)):
+        return False, 0.0
+    term = 0.0
+    for j in range(J):
+        q[t, j] = max(0.0, p[t, j] - u[j])
+        term += p[t, j] * c[t, j] + q[t, j] * F[t, j]
+    return True, term
+
+
+@njit(cache=True, nogil=True, error_model="numpy", inline="always")
 def _duals(d, c, F, u, b, L, K, n, o, v, loss, p, q, cost, c0, tw, tp, nt, wt, used, work):
     """An optimal dual ``p`` (and ``q``) per resource by complementary slackness; True if strong duality holds.
 
@@ -294,7 +369,6 @@ def _duals(d, c, F, u, b, L, K, n, o, v, loss, p, q, cost, c0, tw, tp, nt, wt, u
     the binding ones at a tier boundary what is left, the slack ones nothing.
     """
     T = d.shape[0]
-    J = c.shape[1]
     scale = 1.0
     for t in range(T):
         scale = max(scale, d[t], c0[t] + wt[t])
@@ -305,23 +379,7 @@ def _duals(d, c, F, u, b, L, K, n, o, v, loss, p, q, cost, c0, tw, tp, nt, wt, u
     dlo[:] = -_INF
     dhi[:] = _INF
     for t in range(T):
-        y = used[t]
-        if c0[t] + y - o[t] - n[t] > tol:
-            ub[t] = 0.0
-        if y > tol:  # the price of the tier below the flex in use
-            cum = 0.0
-            for k in range(nt[t]):
-                cum += tw[t, k]
-                if cum >= y - tol:
-                    lb[t] = max(lb[t], tp[t, k])
-                    break
-        if y < wt[t] - tol:  # the price of the tier above it
-            cum = 0.0
-            for k in range(nt[t]):
-                cum += tw[t, k]
-                if cum > y + tol:
-                    ub[t] = min(ub[t], tp[t, k])
-                    break
+        _piece_bounds(t, o[t] + n[t], c0, tw, tp, nt, wt, used, lb, ub, tol)
     for t in range(T):
         if K == 1:
             nxt = t + 1 < T
@@ -369,29 +427,10 @@ def _duals(d, c, F, u, b, L, K, n, o, v, loss, p, q, cost, c0, tw, tp, nt, wt, u
     # split pi_t over the resources, and the dual objective
     dual = 0.0
     for t in range(T):
-        if J == 1:
-            p[t, 0] = pa[t]
-            q[t, 0] = max(0.0, pa[t] - u[0])
-            dual -= p[t, 0] * c[t, 0] + q[t, 0] * F[t, 0]
-        x = o[t] + n[t]
-        rest = pa[t]
-        for j in range(J if J > 1 else 0):
-            lo = u[j] if (c[t, j] + v[t, j] - x <= tol and v[t, j] > tol) else 0.0  # binding, flex in use
-            p[t, j] = lo
-            rest -= lo
-        for j in range(J if J > 1 else 0):
-            if rest <= 0.0:
-                break
-            if c[t, j] + v[t, j] - x <= tol:
-                hi = u[j] if (v[t, j] < F[t, j] - tol) else _INF
-                take = min(rest, hi - p[t, j])
-                p[t, j] += take
-                rest -= take
-        if J > 1 and abs(rest) > 1e-9 * max(1.0, abs(pa[t])):
+        good, term = _split(t, pa[t], o[t] + n[t], c, F, u, v, p, q, tol)
+        if not good:
             return False
-        for j in range(J if J > 1 else 0):
-            q[t, j] = max(0.0, p[t, j] - u[j])
-            dual -= p[t, j] * c[t, j] + q[t, j] * F[t, j]
+        dual -= term
         if K == 1:
             a = max(b + L[t] - pa[t], 0.0)
             if t + 1 < T:
@@ -401,6 +440,232 @@ def _duals(d, c, F, u, b, L, K, n, o, v, loss, p, q, cost, c0, tw, tp, nt, wt, u
             a = max(L[t] - pa[t], 0.0)
             dual += (L[t] - a) * d[t]
     return abs(dual - cost) <= 1e-9 * max(1.0, abs(cost)) + 1e-9 * scale
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def _chain_delay(d, c, F, u, b, L, K, x, out_n, out_o, out_v, out_loss, out_p, out_q, c0, tw, tp, nt, wt, used,
+                 order, room, price, npc, cur, seen_p, seen_a, par_a, par_p, queue, lb, ub, mu, r, kv, tot, mused):
+    """One chain with ``max_delay = K >= 0`` by successive shortest paths; returns ``(cost, backlog, ok)``.
+
+    ``x[t, j]`` (output) is what arrival ``t`` gets served in ``t + j``. The other arguments
+    are outputs (as in :func:`_chain`) and scratch.
+    """
+    T = d.shape[0]
+    J = c.shape[1]
+    _tiers(c, F, u, c0, tw, tp, nt, wt, order)
+    scale = 1.0
+    for t in range(T):
+        scale = max(scale, d[t], c0[t] + wt[t])
+    tol = 1e-12 * scale
+    # capacity pieces per period: the free capacity (price 0), then the flex tiers; cheapest first
+    for s in range(T):
+        room[s, 0] = c0[s]
+        price[s, 0] = 0.0
+        for k in range(nt[s]):
+            room[s, k + 1] = tw[s, k]
+            price[s, k + 1] = tp[s, k]
+        npc[s] = nt[s] + 1
+        cur[s] = 0
+        while cur[s] < npc[s] and room[s, cur[s]] <= tol:
+            cur[s] += 1
+        seen_p[s] = -1
+        seen_a[s] = -1
+        mused[s] = _INF  # the price of the dearest piece in use (none yet)
+    # r_t: the cost of losing a unit of arrival t (it waits min(K, T - t) periods first);
+    # serving it in s instead costs b (s - t): its value there is kv_t - b s, kv_t = r_t + b t
+    for t in range(T):
+        r[t] = b * min(K, T - t) + L[t]
+        kv[t] = r[t] + b * t
+        for j in range(K + 1):
+            x[t, j] = 0.0
+        out_loss[t] = 0.0
+    # arrivals most valuable first: then no augmenting path ever ends by dropping a unit already
+    # served (it would be worth at least as much), and the cheapest reachable piece is the
+    # shortest path (the arcs between arrivals and periods telescope)
+    order_t = np.argsort(-kv, kind="mergesort")
+    stamp = 0
+    steps = 0
+    limit = 64 * T * (K + 2) * (J + 2) + 64
+    for i in range(T):
+        t = order_t[i]
+        rem = d[t]
+        while rem > tol:
+            steps += 1
+            if steps > limit:
+                return 0.0, 0.0, False
+            stamp += 1
+            queue[0] = t
+            seen_a[t] = stamp
+            nq = 1
+            head = 0
+            best_s = -1
+            best = kv[t] - 1e-12 * max(1.0, abs(kv[t]))  # only a piece worth serving from
+            while head < nq:
+                a = queue[head]
+                head += 1
+                lo = a  # the periods this arrival reaches first
+                hi = min(a + K, T - 1)
+                for s in range(lo, hi + 1):
+                    if seen_p[s] == stamp:
+                        continue
+                    seen_p[s] = stamp
+                    par_a[s] = a
+                    if cur[s] < npc[s]:
+                        cost_s = b * s + price[s, cur[s]]
+                        if cost_s < best:
+                            best = cost_s
+                            best_s = s
+                for s in range(lo, hi + 1):
+                    # arrivals served in s can move elsewhere, but (no negative cycle) only to pieces that
+                    # cost at least what s's dearest piece in use costs: no use looking beyond it
+                    if par_a[s] != a or seen_p[s] != stamp or b * s + mused[s] >= best:
+                        continue
+                    for a2 in range(max(0, s - K), s + 1):
+                        if seen_a[a2] != stamp and x[a2, s - a2] > tol:
+                            seen_a[a2] = stamp
+                            par_p[a2] = s
+                            queue[nq] = a2
+                            nq += 1
+            if best_s < 0:  # nothing worth serving it from: the rest is lost
+                out_loss[t] = rem
+                break
+            delta = min(rem, room[best_s, cur[best_s]])
+            s = best_s
+            a = par_a[s]
+            while a != t:
+                s2 = par_p[a]
+                delta = min(delta, x[a, s2 - a])
+                a = par_a[s2]
+            s = best_s
+            a = par_a[s]
+            x[a, s - a] += delta
+            while a != t:
+                s2 = par_p[a]
+                x[a, s2 - a] -= delta
+                if x[a, s2 - a] < tol:
+                    x[a, s2 - a] = 0.0
+                a = par_a[s2]
+                x[a, s2 - a] += delta
+            mused[best_s] = price[best_s, cur[best_s]]
+            room[best_s, cur[best_s]] -= delta
+            while cur[best_s] < npc[best_s] and room[best_s, cur[best_s]] <= tol:
+                cur[best_s] += 1
+            rem -= delta
+    # flows, flex and cost
+    cost = 0.0
+    backlog = 0.0
+    for s in range(T):
+        tot[s] = 0.0
+    for t in range(T):
+        served = 0.0
+        for j in range(K + 1):
+            if t + j < T:
+                served += x[t, j]
+                tot[t + j] += x[t, j]
+                backlog += j * x[t, j]
+        out_loss[t] = max(d[t] - served, 0.0)
+        backlog += min(K, T - t) * out_loss[t]
+        cost += L[t] * out_loss[t]
+    cost += b * backlog
+    for s in range(T):
+        out_n[s] = x[s, 0]
+        out_o[s] = tot[s] - x[s, 0]
+        used[s] = min(max(tot[s] - c0[s], 0.0), wt[s])
+        top = c0[s] + used[s]
+        for jr in range(J):
+            v = min(max(top - c[s, jr], 0.0), F[s, jr]) if J > 1 else used[s]
+            out_v[s, jr] = v
+            cost += u[jr] * v
+    # duals: per period a price mu_s of capacity within the pieces' bounds, and difference constraints
+    # mu_s2 >= mu_s - b (s2 - s) for each arrival served in s and s2 in its window (a_t = kv_t - b s - mu_s
+    # must be the largest such value); an arrival with loss has a_t = 0
+    for s in range(T):
+        lb[s] = 0.0
+        ub[s] = _INF
+        _piece_bounds(s, tot[s], c0, tw, tp, nt, wt, used, lb, ub, tol)
+    for t in range(T):
+        for j in range(K + 1):
+            s = t + j
+            if s >= T:
+                break
+            val = kv[t] - b * s
+            if out_loss[t] > tol:
+                lb[s] = max(lb[s], val)
+            if x[t, j] > tol:
+                ub[s] = min(ub[s], val)
+    for s in range(T):
+        mu[s] = lb[s]
+    changed = False
+    for _ in range(T + 2):  # the least solution: longest paths from the lower bounds
+        changed = False
+        for t in range(T):
+            for j in range(K + 1):
+                s = t + j
+                if s >= T:
+                    break
+                if x[t, j] <= tol:
+                    continue
+                for j2 in range(K + 1):
+                    s2 = t + j2
+                    if s2 >= T:
+                        break
+                    need = mu[s] - b * (s2 - s)
+                    if mu[s2] < need - 1e-12 * max(1.0, abs(need)):
+                        mu[s2] = need
+                        changed = True
+        if not changed:
+            break
+    if changed:
+        return cost, backlog, False
+    for s in range(T):
+        if mu[s] > ub[s] + 1e-9 * max(1.0, abs(ub[s])):
+            return cost, backlog, False
+    dual = 0.0
+    for s in range(T):
+        good, term = _split(s, mu[s], tot[s], c, F, u, out_v, out_p, out_q, tol)
+        if not good:
+            return cost, backlog, False
+        dual -= term
+    for t in range(T):
+        a = 0.0
+        for j in range(K + 1):
+            s = t + j
+            if s >= T:
+                break
+            a = max(a, kv[t] - b * s - mu[s])
+        dual += (r[t] - a) * d[t]
+    return cost, backlog, abs(dual - cost) <= 1e-9 * max(1.0, abs(cost)) + 1e-9 * scale
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def _solve_all_delay(d, c, F, u, b, L, K, cost, backlog, ok, x, n, o, v, loss, p, q):
+    C, T = d.shape
+    J = c.shape[2]
+    c0 = np.zeros(T)
+    tw = np.zeros((T, J))
+    tp = np.zeros((T, J))
+    nt = np.zeros(T, np.int64)
+    wt = np.zeros(T)
+    used = np.zeros(T)
+    order = np.zeros(J, np.int64)
+    room = np.zeros((T, J + 1))
+    price = np.zeros((T, J + 1))
+    npc = np.zeros(T, np.int64)
+    cur = np.zeros(T, np.int64)
+    seen_p = np.zeros(T, np.int64)
+    seen_a = np.zeros(T, np.int64)
+    par_a = np.zeros(T, np.int64)
+    par_p = np.zeros(T, np.int64)
+    queue = np.zeros(T + 1, np.int64)
+    lb, ub, mu, r, kv, tot = np.zeros(T), np.zeros(T), np.zeros(T), np.zeros(T), np.zeros(T), np.zeros(T)
+    mused = np.zeros(T)
+    for i in range(C):
+        cst, blg, good = _chain_delay(d[i], c[i], F[i], u[i], b[i], L[i], K, x[i], n[i], o[i], v[i], loss[i], p[i],
+                                      q[i], c0, tw, tp, nt, wt, used, order, room, price, npc, cur, seen_p, seen_a,
+                                      par_a, par_p, queue, lb, ub, mu, r, kv, tot, mused)
+        cost[i] = cst
+        backlog[i] = blg
+        ok[i] = good
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
@@ -442,16 +707,24 @@ def solve_chains(d, c, F, u, b, L, K: int) -> dict:
     and ``F`` are ``[C, T, J]`` and ``u`` broadcasts to ``[C, J]``; ``flex``, ``p`` and ``q``
     are then ``[C, T, J]``.
 
-    A chain whose DP duals fail the strong-duality check (near-degenerate ties met by
-    rounding) is re-solved by HiGHS (:func:`solve_chain_lp`,
-    :func:`peakplan.recourse_lp.solve_chain_lp_series`); ``ok`` marks the DP's chains and
-    ``fallback`` counts the others.
+    ``K`` is ``max_delay``: 0 and 1 by the DP above, 2 and more by successive shortest
+    paths (:func:`_chain_delay`, see the module's notes).
 
-    Returns ``cost [C]``, ``ok [C]`` (the DP's duals verified), ``served_new``, ``served_old``,
-    ``loss`` (per arrival), all ``[C, T]``, and ``flex`` and the duals ``p``, ``q``.
+    A chain whose duals fail the strong-duality check (near-degenerate ties met by
+    rounding) is re-solved by HiGHS (:func:`solve_chain_lp`,
+    :func:`peakplan.recourse_lp.solve_chain_lp_series`,
+    :func:`peakplan.recourse_lp.solve_chain_lp_delay`); ``ok`` marks the fast solver's
+    chains and ``fallback`` counts the others.
+
+    Returns ``cost [C]``, ``ok [C]`` (the duals verified), ``backlog [C]`` (unit-periods
+    waited, lost units included: the backlog cost is ``b`` times it), ``served_new``,
+    ``served_old`` (served in ``t``, arrived earlier), ``loss`` (per arrival), all ``[C, T]``,
+    ``flex`` and the duals ``p``, ``q``; with ``K >= 2`` also ``by_age [C, T, K + 1]``
+    (arrival ``t`` served in ``t + j``).
     """
-    if K not in (0, 1):
-        raise ValueError(f"chains need max_delay 0 or 1, got {K}")
+    if int(K) != K or K < 0:
+        raise ValueError(f"chains need a whole max_delay >= 0, got {K}")
+    K = int(K)
     d = np.require(np.asarray(d, float), requirements=["C", "W"])  # one compiled signature: writeable C arrays
     C, T = d.shape
     series = np.ndim(c) == 3
@@ -477,10 +750,22 @@ def solve_chains(d, c, F, u, b, L, K: int) -> dict:
     out.update({k: np.zeros((C, T, J)) for k in ("flex", "p", "q")})
     cost = np.zeros(C)
     ok = np.zeros(C, bool)
-    _solve_all(d, c, F, u, b, L, K, cost, ok, out["served_new"], out["served_old"], out["flex"], out["loss"],
-               out["p"], out["q"])
-    for i in np.flatnonzero(~ok):  # near-degenerate chain where the DP's duals did not verify
-        if series:
+    if K >= 2:
+        backlog = np.zeros(C)
+        out["by_age"] = np.zeros((C, T, K + 1))
+        _solve_all_delay(d, c, F, u, b, L, K, cost, backlog, ok, out["by_age"], out["served_new"],
+                         out["served_old"], out["flex"], out["loss"], out["p"], out["q"])
+    else:
+        _solve_all(d, c, F, u, b, L, K, cost, ok, out["served_new"], out["served_old"], out["flex"], out["loss"],
+                   out["p"], out["q"])
+    for i in np.flatnonzero(~ok):  # near-degenerate chain where the duals did not verify
+        if K >= 2:
+            from peakplan.recourse_lp import solve_chain_lp_delay
+
+            ref = solve_chain_lp_delay(d[i], c[i], F[i], u[i], float(b[i]), L[i], K)
+            out["by_age"][i] = ref["by_age"]
+            backlog[i] = ref["backlog"]
+        elif series:
             from peakplan.recourse_lp import solve_chain_lp_series
 
             ref = solve_chain_lp_series(d[i], c[i], F[i], u[i], float(b[i]), L[i], K)
@@ -490,6 +775,9 @@ def solve_chains(d, c, F, u, b, L, K: int) -> dict:
         cost[i] = ref["cost"]
         for k in ("served_new", "served_old", "flex", "loss", "p", "q"):
             out[k][i] = ref[k]
+    if K < 2:  # unit-periods waited: (max_delay 1) every unit not served on arrival waits one period
+        backlog = (d - out["served_new"]).sum(axis=1) if K == 1 else np.zeros(C)
+    out["backlog"] = backlog
     if not series:
         out.update({k: out[k][:, :, 0] for k in ("flex", "p", "q")})
     out["cost"] = cost

@@ -20,7 +20,24 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["solve_chain_lp_series"]
+__all__ = ["solve_chain_lp_delay", "solve_chain_lp_series"]
+
+
+def _inputs(d, c, F, u, b, L) -> tuple:
+    """One chain's inputs as float arrays: ``d``, ``L`` ``[T]``; ``c``, ``F`` ``[T, J]``; ``u`` ``[J]``; ``b``."""
+    d, L = (np.asarray(x, float).reshape(-1) for x in (d, L))
+    T = d.shape[0]
+    c = np.asarray(c, float)
+    c = c.reshape(T, -1) if c.ndim < 2 else c
+    J = c.shape[1]
+    F = np.asarray(F, float)
+    F = np.broadcast_to(F.reshape(T, -1) if F.ndim == 1 else F, (T, J))
+    u = np.broadcast_to(np.asarray(u, float), (J,))
+    if c.shape != (T, J) or L.shape != (T,):
+        raise ValueError(f"shapes: d {d.shape}, c {c.shape}, L {L.shape}; want [T], [T, J], [T]")
+    if np.any(c < 0) or np.any(F < 0) or np.any(d < 0):
+        raise ValueError("chains need non-negative demand, capacity and flex caps")
+    return d, c, F, u, float(b), L
 
 
 def solve_chain_lp_series(d, c, F, u, b: float, L, K: int) -> dict:
@@ -38,18 +55,8 @@ def solve_chain_lp_series(d, c, F, u, b: float, L, K: int) -> dict:
 
     if K not in (0, 1):
         raise ValueError(f"chains need max_delay 0 or 1, got {K}")
-    d, L = (np.asarray(x, float).reshape(-1) for x in (d, L))
-    T = d.shape[0]
-    c = np.asarray(c, float)
-    c = c.reshape(T, -1) if c.ndim < 2 else c
-    J = c.shape[1]
-    F = np.broadcast_to(np.asarray(F, float), (T, J))
-    u = np.broadcast_to(np.asarray(u, float), (J,))
-    b = float(b)
-    if c.shape != (T, J) or L.shape != (T,):
-        raise ValueError(f"shapes: d {d.shape}, c {c.shape}, L {L.shape}; want [T], [T, J], [T]")
-    if np.any(c < 0) or np.any(F < 0) or np.any(d < 0):
-        raise ValueError("chains need non-negative demand, capacity and flex caps")
+    d, c, F, u, b, L = _inputs(d, c, F, u, b, L)
+    T, J = c.shape
     # columns: n_t (0..T-1), o_t (T..2T-1, o_0 = 0), v_tj (2T + t J + j)
     # rows: arrival t (0..T-1), capacity (t, j) (T + t J + j)
     nv = T * J
@@ -91,3 +98,57 @@ def solve_chain_lp_series(d, c, F, u, b: float, L, K: int) -> dict:
     q = np.maximum(-rc, 0.0).reshape(T, J)
     return {"cost": r.fun + const, "served_new": n, "served_old": o, "flex": v, "loss": np.maximum(loss, 0.0),
             "p": p, "q": q}
+
+
+def solve_chain_lp_delay(d, c, F, u, b: float, L, K: int) -> dict:
+    """One chain with any ``max_delay = K >= 0`` and ``J`` series resources, by HiGHS.
+
+    Columns ``x_tj``: arrival ``t`` served in ``t + j`` (``0 <= j <= K``, ``t + j < T``)::
+
+        min  sum_t r_t d_t + sum_tj (b j - r_t) x_tj + sum_sj u_j v_sj,   r_t = b min(K, T - t) + L_t
+        s.t. sum_j x_tj <= d_t                               (a_t)    arrival t
+             sum_{t + j = s} x_tj - v_si <= c_si              (p_si)   capacity of resource i in s
+             0 <= v_si <= F_si                                (q_si)   flex cap
+
+    (a unit lost waits ``min(K, T - t)`` periods first: until it is ``K`` old, or to the
+    horizon). The same LP as :func:`solve_chain_lp_series` for ``K`` 0 and 1, with other
+    columns. The reference and the fallback of :func:`peakplan.recourse.solve_chains` for
+    ``K >= 2``. Returns its outputs plus ``by_age [T, K + 1]`` and ``backlog`` (unit-periods
+    waited, lost units included).
+    """
+    import scipy.sparse as sp
+    from scipy.optimize import linprog
+
+    if int(K) != K or K < 0:
+        raise ValueError(f"max_delay must be a whole number >= 0, got {K}")
+    K = int(K)
+    d, c, F, u, b, L = _inputs(d, c, F, u, b, L)
+    T, J = c.shape
+    t_of, j_of = (a.ravel() for a in np.meshgrid(np.arange(T), np.arange(K + 1), indexing="ij"))
+    keep = t_of + j_of < T
+    t_of, j_of = t_of[keep], j_of[keep]
+    nx, nv = len(t_of), T * J
+    r = b * np.minimum(K, T - np.arange(T)) + L
+    obj = np.concatenate([b * j_of - r[t_of], np.tile(u, T)])
+    s_of = t_of + j_of
+    # rows: arrival t (0..T-1), capacity (s, i) (T + s J + i)
+    rows = np.concatenate([t_of, *(T + s_of * J + i for i in range(J)), T + np.arange(nv)])
+    cols = np.concatenate([np.arange(nx)] * (J + 1) + [nx + np.arange(nv)])
+    vals = np.concatenate([np.ones(nx * (J + 1)), -np.ones(nv)])
+    A = sp.csr_matrix((vals, (rows, cols)), shape=(T + nv, nx + nv))
+    bounds = [(0, None)] * nx + [(0, float(f)) for f in F.reshape(-1)]
+    res = linprog(obj, A_ub=A, b_ub=np.concatenate([d, c.reshape(-1)]), bounds=bounds, method="highs")
+    if res.status != 0:
+        raise RuntimeError(f"chain LP: {res.message}")
+    by_age = np.zeros((T, K + 1))
+    by_age[t_of, j_of] = res.x[:nx]
+    v = res.x[nx:].reshape(T, J)
+    loss = np.maximum(d - by_age.sum(axis=1), 0.0)
+    served = np.bincount(s_of, weights=res.x[:nx], minlength=T)
+    p = -res.ineqlin.marginals[T:].reshape(T, J)
+    rc = res.lower.marginals[nx:] + res.upper.marginals[nx:]  # see solve_chain_lp_series
+    q = np.maximum(-rc, 0.0).reshape(T, J)
+    backlog = float((j_of * res.x[:nx]).sum() + (np.minimum(K, T - np.arange(T)) * loss).sum())
+    return {"cost": res.fun + float((r * d).sum()), "served_new": by_age[:, 0].copy(),
+            "served_old": served - by_age[:, 0], "flex": v, "loss": loss, "p": p, "q": q, "by_age": by_age,
+            "backlog": backlog}

@@ -115,18 +115,20 @@ def _check_against_linprog(pack, draws, variant, res, info, budget=None):
 
 
 @settings(max_examples=6, deadline=None)
-@example(T=4, R=1, seed=0, S=2, service="expected", target=0.99, penalty=5.0)  # the target binds
-@example(T=8, R=3, seed=7, S=6, service="none", target=0.5, penalty=50.0)
-@example(T=6, R=2, seed=3, S=5, service="cvar", target=0.995, penalty=5.0)  # the CVaR bound binds
-@example(T=6, R=2, seed=4, S=6, service="quantile", target=0.99, penalty=5.0)
+@example(T=4, R=1, seed=0, S=2, service="expected", target=0.99, penalty=5.0, K=1)  # the target binds
+@example(T=8, R=3, seed=7, S=6, service="none", target=0.5, penalty=50.0, K=1)
+@example(T=6, R=2, seed=3, S=5, service="cvar", target=0.995, penalty=5.0, K=1)  # the CVaR bound binds
+@example(T=6, R=2, seed=4, S=6, service="quantile", target=0.99, penalty=5.0, K=1)
+@example(T=8, R=2, seed=11, S=5, service="expected", target=0.999, penalty=5.0, K=2)  # max_delay 2, binding
+@example(T=7, R=2, seed=12, S=5, service="cvar", target=0.995, penalty=5.0, K=3)  # the bound binds
 @given(T=st.integers(4, 8), R=st.integers(1, 3), seed=st.integers(0, 10_000), S=st.integers(2, 6),
        service=st.sampled_from(["none", "expected", "quantile", "cvar"]),
        target=st.one_of(st.sampled_from([0.5, 0.9, 0.99, 0.999]), st.floats(0.5, 0.999)),
-       penalty=st.sampled_from([50.0, 5.0]))
-def test_chain_benders_equals_the_extensive_form(T, R, seed, S, service, target, penalty):
-    """Random chain-eligible instances; a low penalty makes the fill target bind."""
+       penalty=st.sampled_from([50.0, 5.0]), K=st.sampled_from([1, 1, 2, 3]))
+def test_chain_benders_equals_the_extensive_form(T, R, seed, S, service, target, penalty, K):
+    """Random chain-eligible instances (max_delay 1, 2 or 3); a low penalty makes the fill target bind."""
     pack = examples.synthetic_pack(T, R, seed=seed % 50)
-    pack = pack.replace(penalty=np.full(pack.G, penalty))
+    pack = pack.replace(penalty=np.full(pack.G, penalty), max_delay=K)
     draws = mc.sample_paths(pack, S, seed)
     variant = Variant("V", "v", service, 0.0 if service == "none" else target,
                       level=0.9 if service == "quantile" else 0.95)
@@ -147,8 +149,9 @@ def test_chain_benders_equals_the_extensive_form(T, R, seed, S, service, target,
 @example(T=5, G=2, seed=1, S=4, K=1, service="expected", target=0.999, penalty=5.0)  # the target binds
 @example(T=6, G=1, seed=2, S=5, K=0, service="cvar", target=0.995, penalty=5.0)  # the CVaR bound binds
 @example(T=6, G=2, seed=5, S=5, K=1, service="quantile", target=0.99, penalty=5.0)
+@example(T=7, G=2, seed=6, S=4, K=2, service="expected", target=0.999, penalty=5.0)  # binds, max_delay 2
 @given(T=st.integers(3, 7), G=st.integers(1, 2), seed=st.integers(0, 10_000), S=st.integers(2, 5),
-       K=st.sampled_from([0, 1]), service=st.sampled_from(["none", "expected", "quantile", "cvar"]),
+       K=st.sampled_from([0, 1, 2, 3]), service=st.sampled_from(["none", "expected", "quantile", "cvar"]),
        target=st.one_of(st.sampled_from([0.5, 0.9, 0.99, 0.999]), st.floats(0.5, 0.999)),
        penalty=st.sampled_from([50.0, 5.0]))
 def test_series_chain_benders_equals_the_extensive_form(T, G, seed, S, K, service, target, penalty):
@@ -180,8 +183,9 @@ def _free_spend(pack, draws, variant):
 @example(series=True, T=6, G=2, seed=0, S=4, K=1, service="quantile", target=0.95, penalty=5.0, cut=0.05)
 @example(series=True, T=6, G=2, seed=1, S=4, K=1, service="cvar", target=0.95, penalty=5.0, cut=0.05)
 @example(series=False, T=6, G=2, seed=2, S=4, K=1, service="none", target=0.5, penalty=50.0, cut=0.7)
+@example(series=True, T=6, G=2, seed=3, S=4, K=2, service="cvar", target=0.95, penalty=5.0, cut=0.05)
 @given(series=st.booleans(), T=st.integers(3, 6), G=st.integers(1, 2), seed=st.integers(0, 10_000),
-       S=st.integers(2, 5), K=st.sampled_from([0, 1]), service=st.sampled_from(["none", "expected", "quantile", "cvar"]),
+       S=st.integers(2, 5), K=st.sampled_from([0, 1, 2]), service=st.sampled_from(["none", "expected", "quantile", "cvar"]),
        target=st.one_of(st.sampled_from([0.9, 0.95, 0.97]), st.floats(0.5, 0.99)),
        penalty=st.sampled_from([50.0, 5.0]), cut=st.floats(0.0, 0.9))
 def test_chain_benders_with_a_budget_shared_with_flex_equals_the_extensive_form(series, T, G, seed, S, K, service,
@@ -411,8 +415,10 @@ def test_chain_structure_accepts_synthetic_and_names_what_breaks_it():
     assert isinstance(chain_structure(pack, expected, 1e9), dict)  # a budget shared with flex spend
     assert isinstance(chain_structure(pack, Variant("C", "c", "cvar", 0.95, level=0.95), None), dict)
     assert isinstance(chain_structure(pack, Variant("Q", "q", "quantile", 0.95), None), dict)
-    assert "max_delay is 2" in chain_structure(pack.replace(max_delay=2), NONE, None)
-    assert isinstance(chain_structure(pack.replace(max_delay=0), NONE, None), dict)
+    for K in (0, 2, 5):  # any max_delay
+        assert isinstance(chain_structure(pack.replace(max_delay=K), NONE, None), dict)
+    stock = pack.replace(storable=np.array([False, True, False]), storage_cap=np.array([0.0, 10.0, 0.0]))
+    assert "storable" in chain_structure(stock, NONE, None)
     shared = pack.replace(load=np.array([[1.0, 0.0, 0.0], [1.0, 0.0, 0.0], [0.0, 0.0, 1.0]]))
     assert "serves 2 segments (shared capacity)" in chain_structure(shared, NONE, None)
     two = pack.replace(load=np.array([[1.0, 0.5, 0.0], [0.0, 1.0, 0.0], [0.0, 0.0, 1.0]]))
@@ -432,8 +438,9 @@ def test_chains_on_an_ineligible_pack_raise_and_auto_falls_back():
     with pytest.raises(ValueError, match="chain subproblem does not apply: resource .* serves 2 segments"):
         solve_benders(tiny, draws, NONE, subproblem="chains")
     pack = examples.synthetic_pack(4, 1)
-    with pytest.raises(ValueError, match="does not apply: max_delay is 2"):
-        solve_benders(pack.replace(max_delay=2), mc.sample_paths(pack, 2, 0), NONE, subproblem="chains")
+    stock = pack.replace(storable=np.array([True]), storage_cap=np.array([10.0]))
+    with pytest.raises(ValueError, match="does not apply: a segment is storable"):
+        solve_benders(stock, mc.sample_paths(pack, 2, 0), NONE, subproblem="chains")
     with pytest.raises(ValueError, match="subproblem must be"):
         solve_benders(pack, mc.sample_paths(pack, 2, 0), NONE, subproblem="dp")
     _, info = solve_benders(pack, mc.sample_paths(pack, 2, 0), NONE)

@@ -168,8 +168,8 @@ def test_scalar_u_b_and_capacity_broadcast():
 
 def test_bad_input_is_refused():
     ones = np.ones((1, 3))
-    with pytest.raises(ValueError, match="max_delay 0 or 1"):
-        solve_chains(ones, ones, ones, 1.0, 1.0, ones, 2)
+    with pytest.raises(ValueError, match="whole max_delay >= 0"):
+        solve_chains(ones, ones, ones, 1.0, 1.0, ones, 1.5)
     with pytest.raises(ValueError, match="non-negative"):
         solve_chains(ones, -ones, ones, 1.0, 1.0, ones, 1)
     with pytest.raises(ValueError, match="non-negative"):
