@@ -143,10 +143,11 @@ def test_bench_optimize_extensive_form(benchmark, S):
     assert out["status"] == "optimal"
 
 
+@pytest.mark.parametrize("network", ["synthetic", "delay"])
 @pytest.mark.parametrize("S", [1000])
-def test_bench_optimize_benders_scale(benchmark, S):
+def test_bench_optimize_benders_scale(benchmark, S, network):
     warm_up()
-    out = benchmark.pedantic(benders_once, args=(S,), rounds=1, iterations=1)
+    out = benchmark.pedantic(benders_once, args=(S,), kwargs={"network": network}, rounds=1, iterations=1)
     benchmark.extra_info.update(out)
     assert out["status"] == "optimal" and out["gap"] <= 1e-3
 
