@@ -115,8 +115,12 @@ def _draw_case(n: int, repeat: int) -> Figure:
     return Figure("kernel_draw_only", m / dt / calib, m / dt, "normals", calib)
 
 
-def _chain_case(n: int, repeat: int) -> Figure:
-    """The optimizer's hot loop: the exact chain DP of :mod:`peakplan.recourse` (chain-periods/s)."""
+def _chain_case(n: int, repeat: int, K: int = 1) -> Figure:
+    """The optimizer's hot loop: the exact chains of :mod:`peakplan.recourse` (chain-periods/s).
+
+    ``K`` is ``max_delay``: 1 times the DP (``recourse_chains``), 2 the successive shortest
+    paths (``recourse_chains_delay2``).
+    """
     from peakplan.recourse import solve_chains
 
     T = 52
@@ -125,10 +129,11 @@ def _chain_case(n: int, repeat: int) -> Figure:
     c = 105.0 * rng.normal(0.96, 0.02, (n, T))
     F = np.full((n, T), 20.0)
     L = np.full((n, T), 50.0)
-    solve_chains(d[:10], c[:10], F[:10], 25.0, 1.0, L[:10], 1)  # warm (compile)
+    solve_chains(d[:10], c[:10], F[:10], 25.0, 1.0, L[:10], K)  # warm (compile)
     calib = _calibrate(n * T, repeat)
-    dt = best_time(lambda: solve_chains(d, c, F, 25.0, 1.0, L, 1), repeat)
-    return Figure("recourse_chains", n * T / dt / calib, n * T / dt, "chain-periods", calib)
+    dt = best_time(lambda: solve_chains(d, c, F, 25.0, 1.0, L, K), repeat)
+    name = "recourse_chains" if K == 1 else f"recourse_chains_delay{K}"
+    return Figure(name, n * T / dt / calib, n * T / dt, "chain-periods", calib)
 
 
 def measure(quick: bool = False, repeat: int | None = None) -> list[Figure]:
@@ -140,6 +145,7 @@ def measure(quick: bool = False, repeat: int | None = None) -> list[Figure]:
         _sim_case("simulate_numpy", n // 5, "numpy", 1, rep),
         _draw_case(n, rep),
         _chain_case(n // 2, rep),
+        _chain_case(n // 8, rep, K=2),
     ]
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
     if cores >= 2:
