@@ -290,20 +290,26 @@ def recommend(pack: PlanningPack, table, costs: dict | None = None) -> tuple[str
         best = rows.sort_values("fill_mean", ascending=False).iloc[0]
         return str(best["plan"]), (f"no plan meets the {target:.1%} fill-rate target in expectation; "
                                    f"{best['plan']} comes closest ({best['fill_mean']:.2%}) — escalate")
-    tied = cost_ties(plans[plans["fill_mean"] >= target], costs)
-    pick = ok[ok["plan"] == tied[0]].iloc[0] if tied else ok.iloc[0]
+    def first_of(tied: list[str]) -> tuple[str, str]:
+        """The first of equally cheap plans, and what the rationale says about the others."""
+        others = tied[1:]
+        if not others:
+            return tied[0], ""
+        return tied[0], (f"; {', '.join(others)} cost{'s' if len(others) == 1 else ''} the same within 0.1 % or "
+                         f"sampling error, and {tied[0]} comes first in the scenario's order")
+
+    first, tie_note = first_of(cost_ties(plans[plans["fill_mean"] >= target], costs))
+    pick = ok[ok["plan"] == first].iloc[0]
     why = (f"{pick['plan']} is the cheapest plan meeting the {target:.1%} target in expectation "
-           f"(fill {pick['fill_mean']:.2%}, P(breach) {pick['p_breach']:.1%}, mean cost {pick['cost_mean']:,.0f})")
-    if len(tied) > 1:
-        others = [p for p in tied if p != pick["plan"]]
-        why += (f"; {', '.join(others)} cost{'s' if len(others) == 1 else ''} the same within 0.1 % or sampling error, "
-                f"and {pick['plan']} comes first in the scenario's order")
+           f"(fill {pick['fill_mean']:.2%}, P(breach) {pick['p_breach']:.1%}, mean cost {pick['cost_mean']:,.0f})"
+           + tie_note)
     better = plans[(plans["fill_mean"] >= target) & (plans["plan"] != pick["plan"])
                    & (plans["p_breach"] <= 0.5 * pick["p_breach"]) & (plans["cost_mean"] <= 1.05 * pick["cost_mean"])]
     if len(better):  # the cheapest of them, equally cheap ones again going to the first in order
-        alt = better[better["plan"] == cost_ties(better, costs)[0]].iloc[0]
+        first, tie_note = first_of(cost_ties(better, costs))
+        alt = better[better["plan"] == first].iloc[0]
         why = (f"{alt['plan']} halves P(breach) vs {pick['plan']} ({alt['p_breach']:.1%} vs "
-               f"{pick['p_breach']:.1%}) for {alt['cost_mean'] / pick['cost_mean'] - 1:+.1%} cost")
+               f"{pick['p_breach']:.1%}) for {alt['cost_mean'] / pick['cost_mean'] - 1:+.1%} cost" + tie_note)
         pick = alt
     return str(pick["plan"]), why
 
