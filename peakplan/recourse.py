@@ -31,7 +31,7 @@ and each step is a merge of sorted slopes (the value of serving new units, the f
 price, the loss weight of old units). A forward pass reads off the optimal flows.
 
 With ``max_delay = K >= 2`` the carried backlog has K ages and the DP's state would be a
-vector; the chain is solved as the min-cost flow it is instead (:func:`_chain_delay`).
+vector; the chain is solved as the min-cost flow it is instead (:func:`_chain_flow`).
 Arrival ``t`` served in ``s`` (``t <= s <= t + K``) costs ``b (s - t)`` plus the price of
 the capacity piece it uses (free capacity, then the flex tiers); lost, it costs
 ``r_t = b min(K, T - t) + L_t``. Relative to losing, serving it in ``s`` is worth ``k_t - b s
@@ -43,6 +43,12 @@ each sent to the cheapest piece with room reachable in the residual graph (a bre
 search) while that is worth it. Its duals come from the same complementary slackness: the
 period prices are the least solution of difference constraints between periods in one
 arrival's window, checked against the pieces' bounds and by strong duality like the DP's.
+
+Segments sharing one resource (each loading only that one) make one chain with a stream of
+arrivals per segment (:func:`solve_flows`): counted in units of the resource (demand times
+load, loss weight and backlog cost per unit of it), every unit served takes one unit of
+capacity, and the same telescoping holds as long as the streams' backlog cost per unit of
+the resource is one number (arrivals are then ranked by ``k``, whatever their stream).
 
 Duals (the Benders cut). Given the optimal flows, complementary slackness leaves a chain
 of difference constraints ``p_{t+1} - p_t in [lo_t, hi_t]`` and bounds ``p_t in
@@ -57,7 +63,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-__all__ = ["solve_chains"]
+__all__ = ["solve_chains", "solve_flows"]
 
 _INF = np.inf
 
@@ -481,19 +487,26 @@ def _duals(d, c, F, u, b, L, K, n, o, v, loss, p, q, cost, c0, tw, tp, nt, wt, u
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
-def _chain_delay(d, c, F, u, b, L, K, x, out_n, out_o, out_v, out_loss, out_p, out_q, c0, tw, tp, nt, wt, used,
-                 order, room, price, npc, cur, seen_p, seen_a, par_a, par_p, queue, lb, ub, mu, r, kv, tot, mused):
-    """One chain with ``max_delay = K >= 0`` by successive shortest paths; returns ``(cost, backlog, ok)``.
+def _chain_flow(d, c, F, u, b, L, K, x, out_v, out_loss, out_p, out_q, c0, tw, tp, nt, wt, used, order, room, price,
+                npc, cur, seen_p, seen_a, par_a, par_p, queue, lb, ub, mu, r, kv, tot, mused):
+    """One chain by successive shortest paths; returns ``(cost, backlog, ok)``.
 
-    ``x[t, j]`` (output) is what arrival ``t`` gets served in ``t + j``. The other arguments
-    are outputs (as in :func:`_chain`) and scratch.
+    ``M`` streams of arrivals (``d``, ``L``: ``[T, M]``) share the chain's capacity (``c``,
+    ``F``: ``[T, J]``, ``J`` resources in series), every unit served taking one unit of it;
+    ``x[t, m, j]`` (output) is what stream ``m``'s arrival ``t`` gets served in ``t + j``;
+    ``out_loss`` ``[T, M]``. ``backlog`` is the unit-periods waited, lost units included.
+    The other arguments are outputs (as in :func:`_chain`) and scratch (arrivals indexed
+    ``t M + m``).
     """
-    T = d.shape[0]
+    T, M = d.shape
     J = c.shape[1]
+    N = T * M
     _tiers(c, F, u, c0, tw, tp, nt, wt, order)
     scale = 1.0
     for t in range(T):
-        scale = max(scale, d[t], c0[t] + wt[t])
+        scale = max(scale, c0[t] + wt[t])
+        for m in range(M):
+            scale = max(scale, d[t, m])
     tol = 1e-12 * scale
     # capacity pieces per period: the free capacity (price 0), then the flex tiers; cheapest first
     for s in range(T):
@@ -507,42 +520,45 @@ def _chain_delay(d, c, F, u, b, L, K, x, out_n, out_o, out_v, out_loss, out_p, o
         while cur[s] < npc[s] and room[s, cur[s]] <= tol:
             cur[s] += 1
         seen_p[s] = -1
-        seen_a[s] = -1
         mused[s] = _INF  # the price of the dearest piece in use (none yet)
-    # r_t: the cost of losing a unit of arrival t (it waits min(K, T - t) periods first);
-    # serving it in s instead costs b (s - t): its value there is kv_t - b s, kv_t = r_t + b t
-    for t in range(T):
-        r[t] = b * min(K, T - t) + L[t]
-        kv[t] = r[t] + b * t
+    # r_i: the cost of losing a unit of arrival i (it waits min(K, T - t) periods first);
+    # serving it in s instead costs b (s - t): its value there is kv_i - b s, kv_i = r_i + b t
+    for i in range(N):
+        t = i // M
+        m = i - t * M
+        r[i] = b * min(K, T - t) + L[t, m]
+        kv[i] = r[i] + b * t
+        seen_a[i] = -1
         for j in range(K + 1):
-            x[t, j] = 0.0
-        out_loss[t] = 0.0
+            x[t, m, j] = 0.0
+        out_loss[t, m] = 0.0
     # arrivals most valuable first: then no augmenting path ever ends by dropping a unit already
     # served (it would be worth at least as much), and the cheapest reachable piece is the
     # shortest path (the arcs between arrivals and periods telescope)
-    order_t = np.argsort(-kv, kind="mergesort")
+    order_i = np.argsort(-kv, kind="mergesort")
     stamp = 0
     steps = 0
-    limit = 64 * T * (K + 2) * (J + 2) + 64
-    for i in range(T):
-        t = order_t[i]
-        rem = d[t]
+    limit = 64 * N * (K + 2) * (J + 2) + 64
+    for o in range(N):
+        i0 = order_i[o]
+        t0 = i0 // M
+        rem = d[t0, i0 - t0 * M]
         while rem > tol:
             steps += 1
             if steps > limit:
                 return 0.0, 0.0, False
             stamp += 1
-            queue[0] = t
-            seen_a[t] = stamp
+            queue[0] = i0
+            seen_a[i0] = stamp
             nq = 1
             head = 0
             best_s = -1
-            best = kv[t] - 1e-12 * max(1.0, abs(kv[t]))  # only a piece worth serving from
+            best = kv[i0] - 1e-12 * max(1.0, abs(kv[i0]))  # only a piece worth serving from
             while head < nq:
                 a = queue[head]
                 head += 1
-                lo = a  # the periods this arrival reaches first
-                hi = min(a + K, T - 1)
+                lo = a // M  # the periods this arrival reaches first
+                hi = min(lo + K, T - 1)
                 for s in range(lo, hi + 1):
                     if seen_p[s] == stamp:
                         continue
@@ -559,31 +575,34 @@ def _chain_delay(d, c, F, u, b, L, K, x, out_n, out_o, out_v, out_loss, out_p, o
                     if par_a[s] != a or seen_p[s] != stamp or b * s + mused[s] >= best:
                         continue
                     for a2 in range(max(0, s - K), s + 1):
-                        if seen_a[a2] != stamp and x[a2, s - a2] > tol:
-                            seen_a[a2] = stamp
-                            par_p[a2] = s
-                            queue[nq] = a2
-                            nq += 1
+                        for m2 in range(M):
+                            i2 = a2 * M + m2
+                            if seen_a[i2] != stamp and x[a2, m2, s - a2] > tol:
+                                seen_a[i2] = stamp
+                                par_p[i2] = s
+                                queue[nq] = i2
+                                nq += 1
             if best_s < 0:  # nothing worth serving it from: the rest is lost
-                out_loss[t] = rem
                 break
             delta = min(rem, room[best_s, cur[best_s]])
-            s = best_s
-            a = par_a[s]
-            while a != t:
+            a = par_a[best_s]
+            while a != i0:
                 s2 = par_p[a]
-                delta = min(delta, x[a, s2 - a])
+                ta = a // M
+                delta = min(delta, x[ta, a - ta * M, s2 - ta])
                 a = par_a[s2]
-            s = best_s
-            a = par_a[s]
-            x[a, s - a] += delta
-            while a != t:
+            a = par_a[best_s]
+            ta = a // M
+            x[ta, a - ta * M, best_s - ta] += delta
+            while a != i0:
                 s2 = par_p[a]
-                x[a, s2 - a] -= delta
-                if x[a, s2 - a] < tol:
-                    x[a, s2 - a] = 0.0
+                ta = a // M
+                x[ta, a - ta * M, s2 - ta] -= delta
+                if x[ta, a - ta * M, s2 - ta] < tol:
+                    x[ta, a - ta * M, s2 - ta] = 0.0
                 a = par_a[s2]
-                x[a, s2 - a] += delta
+                ta = a // M
+                x[ta, a - ta * M, s2 - ta] += delta
             mused[best_s] = price[best_s, cur[best_s]]
             room[best_s, cur[best_s]] -= delta
             while cur[best_s] < npc[best_s] and room[best_s, cur[best_s]] <= tol:
@@ -595,19 +614,18 @@ def _chain_delay(d, c, F, u, b, L, K, x, out_n, out_o, out_v, out_loss, out_p, o
     for s in range(T):
         tot[s] = 0.0
     for t in range(T):
-        served = 0.0
-        for j in range(K + 1):
-            if t + j < T:
-                served += x[t, j]
-                tot[t + j] += x[t, j]
-                backlog += j * x[t, j]
-        out_loss[t] = max(d[t] - served, 0.0)
-        backlog += min(K, T - t) * out_loss[t]
-        cost += L[t] * out_loss[t]
+        for m in range(M):
+            served = 0.0
+            for j in range(K + 1):
+                if t + j < T:
+                    served += x[t, m, j]
+                    tot[t + j] += x[t, m, j]
+                    backlog += j * x[t, m, j]
+            out_loss[t, m] = max(d[t, m] - served, 0.0)
+            backlog += min(K, T - t) * out_loss[t, m]
+            cost += L[t, m] * out_loss[t, m]
     cost += b * backlog
     for s in range(T):
-        out_n[s] = x[s, 0]
-        out_o[s] = tot[s] - x[s, 0]
         used[s] = min(max(tot[s] - c0[s], 0.0), wt[s])
         top = c0[s] + used[s]
         for jr in range(J):
@@ -615,33 +633,38 @@ def _chain_delay(d, c, F, u, b, L, K, x, out_n, out_o, out_v, out_loss, out_p, o
             out_v[s, jr] = v
             cost += u[jr] * v
     # duals: per period a price mu_s of capacity within the pieces' bounds, and difference constraints
-    # mu_s2 >= mu_s - b (s2 - s) for each arrival served in s and s2 in its window (a_t = kv_t - b s - mu_s
-    # must be the largest such value); an arrival with loss has a_t = 0
+    # mu_s2 >= mu_s - b (s2 - s) for each arrival served in s and s2 in its window (a_i = kv_i - b s - mu_s
+    # must be the largest such value); an arrival with loss has a_i = 0
     for s in range(T):
         lb[s] = 0.0
         ub[s] = _INF
         _piece_bounds(s, tot[s], c0, tw, tp, nt, wt, used, lb, ub, tol)
-    for t in range(T):
+    for i in range(N):
+        t = i // M
+        m = i - t * M
         for j in range(K + 1):
             s = t + j
             if s >= T:
                 break
-            val = kv[t] - b * s
-            if out_loss[t] > tol:
+            val = kv[i] - b * s
+            if out_loss[t, m] > tol:
                 lb[s] = max(lb[s], val)
-            if x[t, j] > tol:
+            if x[t, m, j] > tol:
                 ub[s] = min(ub[s], val)
     for s in range(T):
         mu[s] = lb[s]
     changed = False
-    for _ in range(T + 2):  # the least solution: longest paths from the lower bounds
+    for sweep in range(2 * T + 4):  # the least solution: longest paths from the lower bounds
         changed = False
-        for t in range(T):
+        for ii in range(N):
+            i = ii if sweep % 2 == 0 else N - 1 - ii  # forwards, then backwards: chains both ways settle fast
+            t = i // M
+            m = i - t * M
             for j in range(K + 1):
                 s = t + j
                 if s >= T:
                     break
-                if x[t, j] <= tol:
+                if x[t, m, j] <= tol:
                     continue
                 for j2 in range(K + 1):
                     s2 = t + j2
@@ -664,21 +687,24 @@ def _chain_delay(d, c, F, u, b, L, K, x, out_n, out_o, out_v, out_loss, out_p, o
         if not good:
             return cost, backlog, False
         dual -= term
-    for t in range(T):
+    for i in range(N):
+        t = i // M
+        m = i - t * M
         a = 0.0
         for j in range(K + 1):
             s = t + j
             if s >= T:
                 break
-            a = max(a, kv[t] - b * s - mu[s])
-        dual += (r[t] - a) * d[t]
+            a = max(a, kv[i] - b * s - mu[s])
+        dual += (r[i] - a) * d[t, m]
     return cost, backlog, abs(dual - cost) <= 1e-9 * max(1.0, abs(cost)) + 1e-9 * scale
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
-def _solve_all_delay(d, c, F, u, b, L, K, cost, backlog, ok, x, n, o, v, loss, p, q):
-    C, T = d.shape
+def _solve_all_flow(d, c, F, u, b, L, K, cost, backlog, ok, x, v, loss, p, q):
+    C, T, M = d.shape
     J = c.shape[2]
+    N = T * M
     c0 = np.zeros(T)
     tw = np.zeros((T, J))
     tp = np.zeros((T, J))
@@ -691,16 +717,16 @@ def _solve_all_delay(d, c, F, u, b, L, K, cost, backlog, ok, x, n, o, v, loss, p
     npc = np.zeros(T, np.int64)
     cur = np.zeros(T, np.int64)
     seen_p = np.zeros(T, np.int64)
-    seen_a = np.zeros(T, np.int64)
+    seen_a = np.zeros(N, np.int64)
     par_a = np.zeros(T, np.int64)
-    par_p = np.zeros(T, np.int64)
-    queue = np.zeros(T + 1, np.int64)
-    lb, ub, mu, r, kv, tot = np.zeros(T), np.zeros(T), np.zeros(T), np.zeros(T), np.zeros(T), np.zeros(T)
-    mused = np.zeros(T)
+    par_p = np.zeros(N, np.int64)
+    queue = np.zeros(N + 1, np.int64)
+    lb, ub, mu, tot, mused = np.zeros(T), np.zeros(T), np.zeros(T), np.zeros(T), np.zeros(T)
+    r, kv = np.zeros(N), np.zeros(N)
     for i in range(C):
-        cst, blg, good = _chain_delay(d[i], c[i], F[i], u[i], b[i], L[i], K, x[i], n[i], o[i], v[i], loss[i], p[i],
-                                      q[i], c0, tw, tp, nt, wt, used, order, room, price, npc, cur, seen_p, seen_a,
-                                      par_a, par_p, queue, lb, ub, mu, r, kv, tot, mused)
+        cst, blg, good = _chain_flow(d[i], c[i], F[i], u[i], b[i], L[i], K, x[i], v[i], loss[i], p[i], q[i], c0, tw,
+                                     tp, nt, wt, used, order, room, price, npc, cur, seen_p, seen_a, par_a, par_p,
+                                     queue, lb, ub, mu, r, kv, tot, mused)
         cost[i] = cst
         backlog[i] = blg
         ok[i] = good
@@ -746,7 +772,7 @@ def solve_chains(d, c, F, u, b, L, K: int) -> dict:
     are then ``[C, T, J]``.
 
     ``K`` is ``max_delay``: 0 and 1 by the DP above, 2 and more by successive shortest
-    paths (:func:`_chain_delay`, see the module's notes).
+    paths (:func:`solve_flows`, see the module's notes).
 
     A chain whose duals fail the strong-duality check (near-degenerate ties met by
     rounding) is re-solved by HiGHS (:func:`solve_chain_lp`,
@@ -789,10 +815,14 @@ def solve_chains(d, c, F, u, b, L, K: int) -> dict:
     cost = np.zeros(C)
     ok = np.zeros(C, bool)
     if K >= 2:
-        backlog = np.zeros(C)
-        out["by_age"] = np.zeros((C, T, K + 1))
-        _solve_all_delay(d, c, F, u, b, L, K, cost, backlog, ok, out["by_age"], out["served_new"],
-                         out["served_old"], out["flex"], out["loss"], out["p"], out["q"])
+        flow = solve_flows(d[:, :, None], c, F, u, b, L[:, :, None], K, fallback=False)
+        cost, backlog, ok = flow["cost"], flow["backlog"], flow["ok"]
+        out["by_age"] = flow["by_age"][:, :, 0]
+        out["loss"] = flow["loss"][:, :, 0]
+        out.update({k: flow[k] for k in ("flex", "p", "q")})
+        out["served_new"] = out["by_age"][:, :, 0].copy()
+        for j in range(1, min(K, T - 1) + 1):  # served in t, arrived in t - j
+            out["served_old"][:, j:] += out["by_age"][:, : T - j, j]
     else:
         _solve_all(d, c, F, u, b, L, K, cost, ok, out["served_new"], out["served_old"], out["flex"], out["loss"],
                    out["p"], out["q"])
@@ -821,6 +851,59 @@ def solve_chains(d, c, F, u, b, L, K: int) -> dict:
     out["cost"] = cost
     out["ok"] = ok
     out["fallback"] = int((~ok).sum())
+    return out
+
+
+def solve_flows(d, c, F, u, b, L, K: int, fallback: bool = True) -> dict:
+    """Solve ``C`` chains by successive shortest paths, each with ``M`` streams of arrivals sharing its capacity.
+
+    ``d``, ``L``: ``[C, T, M]`` (demand and loss weight per stream, in units of capacity);
+    ``c``, ``F``: ``[C, T, J]`` (``J`` resources in series); ``u``: ``[C, J]`` or broadcast;
+    ``b`` (backlog cost per unit of capacity and period, the same for every stream): ``[C]``
+    or a scalar; ``K`` = ``max_delay`` >= 0. Several segments sharing one resource are one
+    chain with one stream each (their demand and loss weights scaled by their load). With
+    ``fallback``, a chain whose duals do not verify is re-solved by HiGHS
+    (:func:`peakplan.recourse_lp.solve_chain_lp_delay`).
+
+    Returns ``cost``, ``backlog`` (unit-periods waited, lost units included), ``ok``, all
+    ``[C]``; ``loss`` ``[C, T, M]``; ``by_age`` ``[C, T, M, K + 1]``; ``flex``, ``p``, ``q``
+    ``[C, T, J]``; ``fallback`` (how many chains went to HiGHS).
+    """
+    if int(K) != K or K < 0:
+        raise ValueError(f"chains need a whole max_delay >= 0, got {K}")
+    K = int(K)
+    d = np.require(np.asarray(d, float), requirements=["C", "W"])
+    if d.ndim != 3:
+        raise ValueError(f"d must be [C, T, M], got shape {d.shape}")
+    C, T, M = d.shape
+    J = np.shape(c)[-1]
+
+    def full(x, shape):
+        return np.require(np.broadcast_to(np.asarray(x, float), shape), requirements=["C", "W"])
+
+    c, F, u = full(c, (C, T, J)), full(F, (C, T, J)), full(u, (C, J))
+    L, b = full(L, (C, T, M)), full(b, (C,))
+    if not all(np.isfinite(x).all() for x in (d, c, F, u, b, L)):
+        raise ValueError("chains need finite demand, capacity, flex caps and prices")
+    if np.any(c < 0) or np.any(F < 0) or np.any(d < 0) or np.any(u < 0):
+        raise ValueError("chains need non-negative demand, capacity, flex caps and flex prices")
+    out = {"cost": np.zeros(C), "backlog": np.zeros(C), "ok": np.zeros(C, bool), "loss": np.zeros((C, T, M)),
+           "by_age": np.zeros((C, T, M, K + 1))}
+    out.update({k: np.zeros((C, T, J)) for k in ("flex", "p", "q")})
+    _solve_all_flow(d, c, F, u, b, L, K, out["cost"], out["backlog"], out["ok"], out["by_age"], out["flex"],
+                    out["loss"], out["p"], out["q"])
+    bad = np.flatnonzero(~out["ok"]) if fallback else np.zeros(0, int)
+    for i in bad:
+        from peakplan.recourse_lp import solve_chain_lp_delay
+
+        ref = solve_chain_lp_delay(d[i], c[i], F[i], u[i], float(b[i]), L[i], K)
+        for k in ("cost", "backlog"):
+            out[k][i] = ref[k]
+        for k in ("loss", "by_age"):
+            out[k][i] = ref[k].reshape(out[k][i].shape)
+        for k in ("flex", "p", "q"):
+            out[k][i] = ref[k]
+    out["fallback"] = len(bad)
     return out
 
 

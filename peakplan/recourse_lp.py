@@ -103,18 +103,21 @@ def solve_chain_lp_series(d, c, F, u, b: float, L, K: int) -> dict:
 def solve_chain_lp_delay(d, c, F, u, b: float, L, K: int) -> dict:
     """One chain with any ``max_delay = K >= 0`` and ``J`` series resources, by HiGHS.
 
-    Columns ``x_tj``: arrival ``t`` served in ``t + j`` (``0 <= j <= K``, ``t + j < T``)::
+    Columns ``x_tmj``: stream ``m``'s arrival ``t`` served in ``t + j`` (``0 <= j <= K``,
+    ``t + j < T``); ``d`` and ``L`` are ``[T]`` (one stream) or ``[T, M]`` (``M`` streams
+    sharing the capacity, every unit served taking one unit of it)::
 
-        min  sum_t r_t d_t + sum_tj (b j - r_t) x_tj + sum_sj u_j v_sj,   r_t = b min(K, T - t) + L_t
-        s.t. sum_j x_tj <= d_t                               (a_t)    arrival t
-             sum_{t + j = s} x_tj - v_si <= c_si              (p_si)   capacity of resource i in s
-             0 <= v_si <= F_si                                (q_si)   flex cap
+        min  sum_tm r_tm d_tm + sum_tmj (b j - r_tm) x_tmj + sum_si u_i v_si,   r_tm = b min(K, T - t) + L_tm
+        s.t. sum_j x_tmj <= d_tm                              (a_tm)   arrival t of stream m
+             sum_{t + j = s, m} x_tmj - v_si <= c_si           (p_si)   capacity of resource i in s
+             0 <= v_si <= F_si                                 (q_si)   flex cap
 
     (a unit lost waits ``min(K, T - t)`` periods first: until it is ``K`` old, or to the
-    horizon). The same LP as :func:`solve_chain_lp_series` for ``K`` 0 and 1, with other
-    columns. The reference and the fallback of :func:`peakplan.recourse.solve_chains` for
-    ``K >= 2``. Returns its outputs plus ``by_age [T, K + 1]`` and ``backlog`` (unit-periods
-    waited, lost units included).
+    horizon). With one stream, the same LP as :func:`solve_chain_lp_series` for ``K`` 0 and
+    1, with other columns. The reference and the fallback of
+    :func:`peakplan.recourse.solve_flows`. Returns its outputs plus ``by_age`` (``[T, K + 1]``,
+    or ``[T, M, K + 1]``) and ``backlog`` (unit-periods waited, lost units included);
+    ``loss`` has the shape of ``d``.
     """
     import scipy.sparse as sp
     from scipy.optimize import linprog
@@ -122,33 +125,45 @@ def solve_chain_lp_delay(d, c, F, u, b: float, L, K: int) -> dict:
     if int(K) != K or K < 0:
         raise ValueError(f"max_delay must be a whole number >= 0, got {K}")
     K = int(K)
-    d, c, F, u, b, L = _inputs(d, c, F, u, b, L)
+    d_in, L_in = np.asarray(d, float), np.asarray(L, float)
+    streams = d_in.ndim == 2
+    d2, L2 = (x.reshape(len(d_in), -1) for x in (d_in, L_in))
+    if d2.shape != L2.shape:
+        raise ValueError(f"shapes: d {d_in.shape}, L {L_in.shape}; want the same")
+    _, c, F, u, b, _ = _inputs(d2[:, 0], c, F, u, b, L2[:, 0])
+    if np.any(d2 < 0):
+        raise ValueError("chains need non-negative demand, capacity and flex caps")
     T, J = c.shape
-    t_of, j_of = (a.ravel() for a in np.meshgrid(np.arange(T), np.arange(K + 1), indexing="ij"))
+    M = d2.shape[1]
+    t_of, m_of, j_of = (a.ravel() for a in np.meshgrid(np.arange(T), np.arange(M), np.arange(K + 1), indexing="ij"))
     keep = t_of + j_of < T
-    t_of, j_of = t_of[keep], j_of[keep]
+    t_of, m_of, j_of = t_of[keep], m_of[keep], j_of[keep]
     nx, nv = len(t_of), T * J
-    r = b * np.minimum(K, T - np.arange(T)) + L
-    obj = np.concatenate([b * j_of - r[t_of], np.tile(u, T)])
+    wait = np.minimum(K, T - np.arange(T))
+    r = b * wait[:, None] + L2  # [T, M]
+    obj = np.concatenate([b * j_of - r[t_of, m_of], np.tile(u, T)])
     s_of = t_of + j_of
-    # rows: arrival t (0..T-1), capacity (s, i) (T + s J + i)
-    rows = np.concatenate([t_of, *(T + s_of * J + i for i in range(J)), T + np.arange(nv)])
+    # rows: arrival (t, m) (t M + m), capacity (s, i) (T M + s J + i)
+    rows = np.concatenate([t_of * M + m_of, *(T * M + s_of * J + i for i in range(J)), T * M + np.arange(nv)])
     cols = np.concatenate([np.arange(nx)] * (J + 1) + [nx + np.arange(nv)])
     vals = np.concatenate([np.ones(nx * (J + 1)), -np.ones(nv)])
-    A = sp.csr_matrix((vals, (rows, cols)), shape=(T + nv, nx + nv))
+    A = sp.csr_matrix((vals, (rows, cols)), shape=(T * M + nv, nx + nv))
     bounds = [(0, None)] * nx + [(0, float(f)) for f in F.reshape(-1)]
-    res = linprog(obj, A_ub=A, b_ub=np.concatenate([d, c.reshape(-1)]), bounds=bounds, method="highs")
+    res = linprog(obj, A_ub=A, b_ub=np.concatenate([d2.reshape(-1), c.reshape(-1)]), bounds=bounds, method="highs")
     if res.status != 0:
         raise RuntimeError(f"chain LP: {res.message}")
-    by_age = np.zeros((T, K + 1))
-    by_age[t_of, j_of] = res.x[:nx]
+    by_age = np.zeros((T, M, K + 1))
+    by_age[t_of, m_of, j_of] = res.x[:nx]
     v = res.x[nx:].reshape(T, J)
-    loss = np.maximum(d - by_age.sum(axis=1), 0.0)
+    loss = np.maximum(d2 - by_age.sum(axis=2), 0.0)
     served = np.bincount(s_of, weights=res.x[:nx], minlength=T)
-    p = -res.ineqlin.marginals[T:].reshape(T, J)
+    p = -res.ineqlin.marginals[T * M:].reshape(T, J)
     rc = res.lower.marginals[nx:] + res.upper.marginals[nx:]  # see solve_chain_lp_series
     q = np.maximum(-rc, 0.0).reshape(T, J)
-    backlog = float((j_of * res.x[:nx]).sum() + (np.minimum(K, T - np.arange(T)) * loss).sum())
-    return {"cost": res.fun + float((r * d).sum()), "served_new": by_age[:, 0].copy(),
-            "served_old": served - by_age[:, 0], "flex": v, "loss": loss, "p": p, "q": q, "by_age": by_age,
-            "backlog": backlog}
+    backlog = float((j_of * res.x[:nx]).sum() + (wait[:, None] * loss).sum())
+    new = by_age[:, :, 0].sum(axis=1)
+    out = {"cost": res.fun + float((r * d2).sum()), "served_new": new, "served_old": served - new, "flex": v,
+           "loss": loss, "p": p, "q": q, "by_age": by_age, "backlog": backlog}
+    if not streams:
+        out["loss"], out["by_age"] = loss[:, 0], by_age[:, 0]
+    return out

@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from peakplan.recourse import solve_chains
+from peakplan.recourse import solve_chains, solve_flows
 from peakplan.recourse_lp import solve_chain_lp_delay, solve_chain_lp_series
 
 # small values with many exact ties, and arbitrary ones
@@ -185,7 +185,8 @@ def test_shortest_paths_match_the_reference_on_arbitrary_values(chain):
 
 
 def test_long_horizons_agree_with_the_reference_and_rarely_fall_back(record_property):
-    """T=52 chains like the optimizer's (gamma demand, capacity around it, flex, backlog cost), K=2..5."""
+    """T=52 chains like the optimizer's (gamma demand, capacity around it, flex, backlog cost), K=2..5, and
+    two streams sharing a chain, K=0..2."""
     rng = np.random.default_rng(np.random.SeedSequence(52))
     C, T = 40, 52
     total = fallbacks = 0
@@ -200,8 +201,80 @@ def test_long_horizons_agree_with_the_reference_and_rarely_fall_back(record_prop
             fallbacks += out["fallback"]
             for i in range(0, C, 8):
                 _check_chain(out, i, chain)
+    for K in (0, 1, 2):  # two streams sharing one resource (the shared-capacity chains), against the reference
+        d = rng.gamma(4.0, 25.0, (C, T, 2)) * np.array([1.0, 0.5])
+        c, F = rng.uniform(75, 195, (C, T, 1)), rng.uniform(0, 30, (C, T, 1))
+        u, b, L = rng.uniform(0.5, 3, (C, 1)), rng.uniform(0, 1, C), rng.uniform(2, 10, (C, T, 2))
+        out = solve_flows(d, c, F, u, b, L, K)
+        total += C
+        fallbacks += out["fallback"]
+        for i in range(0, C, 8):
+            ref = solve_chain_lp_delay(d[i], c[i], F[i], u[i], b[i], L[i], K)
+            assert out["cost"][i] == pytest.approx(ref["cost"], rel=1e-9)
     record_property("fallbacks", f"{fallbacks}/{total}")
     assert fallbacks <= total // 20  # the fast path carries the load
+
+
+@st.composite
+def streams(draw, values=GRID):
+    """One chain with ``M`` streams of arrivals sharing its capacity: ``(d, c, F, u, b, L, K)``, ``d``/``L`` ``[T, M]``."""
+    T, M, J = draw(st.integers(1, 7)), draw(st.integers(1, 3)), draw(st.integers(1, 2))
+    K = draw(st.sampled_from([0, 1, 2, 3]))
+
+    def arr(elems, shape):
+        size = int(np.prod(shape))
+        return np.array(draw(st.lists(elems, min_size=size, max_size=size)), float).reshape(shape)
+
+    return (arr(values, (T, M)), arr(values, (T, J)), arr(values, (T, J)), arr(PRICE, (J,)), draw(PRICE),
+            arr(LOSS, (T, M)), K)
+
+
+@settings(max_examples=80, deadline=None)
+@given(streams(), st.data())
+def test_streams_sharing_a_chain_match_the_reference(chain, data):
+    """Segments on one shared resource: each a stream of arrivals, with its own loss weights, one backlog cost."""
+    d, c, F, u, b, L, K = chain
+    T, M = d.shape
+    out = solve_flows(d[None], c[None], F[None], u, b, L[None], K)
+    ref = solve_chain_lp_delay(d, c, F, u, b, L, K)
+    cost = out["cost"][0]
+    scale = _scale(d.sum(axis=1), c, F, u, b, L.max(axis=1))
+    tol = 1e-9 * scale if out["ok"][0] else _lp_tol(d, c, F, u, b, L)
+    assert cost == pytest.approx(ref["cost"], abs=max(tol, _lp_tol(d, c, F, u, b, L)))
+    x, v, loss, p, q = (out[k][0] for k in ("by_age", "flex", "loss", "p", "q"))
+    assert x.shape == (T, M, K + 1) and loss.shape == (T, M)
+    ftol = 1e-7 * max(1.0, float(d.max()), float(c.max()), float(F.max()))
+    np.testing.assert_allclose(x.sum(axis=2) + loss, d, atol=ftol)  # every arrival served or lost
+    served = np.array([sum(x[t, :, s - t].sum() for t in range(max(0, s - K), s + 1)) for s in range(T)])
+    assert np.all(served[:, None] <= c + v + ftol) and np.all(v <= F + ftol)
+    r = b * np.minimum(K, T - np.arange(T))[:, None] + L
+    flows = float((r * loss).sum() + b * (np.arange(K + 1) * x).sum() + (u * v).sum())
+    assert flows == pytest.approx(cost, abs=max(tol, 1e-7 * scale))
+    # optimal duals: a_tm = max(0, r_tm - b j - P_{t+j}) and the dual objective equals the cost
+    P = p.sum(axis=1)
+    a = np.zeros((T, M))
+    for t in range(T):
+        for j in range(min(K, T - 1 - t) + 1):
+            a[t] = np.maximum(a[t], r[t] - b * j - P[t + j])
+    dual = float(((r - a) * d).sum() - (p * c).sum() - (q * F).sum())
+    assert dual == pytest.approx(cost, abs=max(tol, 1e-7 * scale))
+    # and the cut holds at perturbed capacities
+    c2 = np.maximum(c + np.array(data.draw(st.lists(DELTA, min_size=c.size, max_size=c.size))).reshape(c.shape), 0)
+    q2 = solve_chain_lp_delay(d, c2, F, u, b, L, K)["cost"]
+    assert q2 >= cost - (p * (c2 - c)).sum() - 1e-7 * max(scale, _scale(d.sum(axis=1), c2, F, u, b, L.max(axis=1)))
+
+
+def test_one_stream_is_the_chain_and_two_identical_streams_are_one_of_twice_the_demand():
+    rng = np.random.default_rng(np.random.SeedSequence(9))
+    T, K = 12, 2
+    d, c, F = rng.uniform(0, 10, (3, T)), rng.uniform(0, 12, (3, T, 1)), rng.uniform(0, 3, (3, T, 1))
+    L = rng.uniform(1, 5, (3, T))
+    one = solve_chains(d, c, F, 1.0, 0.5, L, K)
+    flow = solve_flows(d[:, :, None], c, F, 1.0, 0.5, L[:, :, None], K)
+    np.testing.assert_allclose(flow["cost"], one["cost"], rtol=1e-12)
+    halves = solve_flows(np.stack([d / 2, d / 2], axis=2), c, F, 1.0, 0.5, np.stack([L, L], axis=2), K)
+    np.testing.assert_allclose(halves["cost"], one["cost"], rtol=1e-9)
+    np.testing.assert_allclose(halves["p"], one["p"], atol=1e-9)
 
 
 def test_bad_max_delay_is_refused():
