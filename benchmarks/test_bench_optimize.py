@@ -29,14 +29,18 @@ successive shortest paths), against the extensive form at S=50 and then at S=1,0
 
     .venv/bin/python benchmarks/test_bench_optimize.py --delay --repeat 3
 
+Two segments on every resource (G=16 on R=8; each pair one chain with two streams), against the
+extensive form at S=50 and then at S=1,000 and 10,000::
+
+    .venv/bin/python benchmarks/test_bench_optimize.py --shared --repeat 3
+
 The retail scenario (its budget shared with overtime) at its own sample size S=300 (seed 7),
 extensive form against the L-shaped method at a 1e-6 gap::
 
     .venv/bin/python benchmarks/test_bench_optimize.py --retail 300
 
-``--curve``, ``--compare``, ``--series``, ``--budget`` and ``--delay`` also write
-``benchmarks/optimize_curve.json`` / ``benchmarks/optimize_compare.json`` / ``benchmarks/optimize_series.json`` /
-``benchmarks/optimize_budget.json`` / ``benchmarks/optimize_delay.json``. Every time is the median of ``--repeat`` runs (default
+``--curve``, ``--compare``, ``--series``, ``--budget``, ``--delay`` and ``--shared`` also write
+``benchmarks/optimize_<mode>.json`` (``optimize_curve.json``, ``optimize_compare.json``, ...). Every time is the median of ``--repeat`` runs (default
 1 for the long ones) after one warm-up solve that compiles the numba chain solver; the
 solve runs on one core (HiGHS ``threads=1``, the chain solver single-threaded).
 """
@@ -74,6 +78,14 @@ def _pack(T: int = 52, R: int = 8, network: str = "synthetic"):
     under a binding budget, or with ``max_delay`` 2 (``delay``)."""
     if network == "delay":
         return examples.synthetic_pack(T=T, R=R).replace(max_delay=2)
+    if network == "shared":  # two segments on every resource, the second half a unit of it per unit
+        pack = examples.synthetic_pack(T=T, R=R, G=2 * R)
+        load = pack.load.copy()
+        load[R:] *= 0.5
+        pen = pack.penalty.copy()
+        pen[R:] *= 0.7
+        return pack.replace(load=load, backlog_cost=pack.arr("backlog_cost") * load.sum(axis=1),
+                            base_capacity=pack.base_capacity * 0.75, penalty=pen)
     if network == "series":
         return examples.series_pack(T=T, G=R // 2)
     if network == "budget":
@@ -143,7 +155,7 @@ def test_bench_optimize_extensive_form(benchmark, S):
     assert out["status"] == "optimal"
 
 
-@pytest.mark.parametrize("network", ["synthetic", "delay"])
+@pytest.mark.parametrize("network", ["synthetic", "delay", "shared"])
 @pytest.mark.parametrize("S", [1000])
 def test_bench_optimize_benders_scale(benchmark, S, network):
     warm_up()
@@ -197,8 +209,9 @@ if __name__ == "__main__":
                 rows.append(benders_once(S, variant=variant, repeat=repeat if S <= 2000 else 1, network="series"))
                 print(rows[-1], flush=True)
         _write("optimize_series.json", rows)
-    elif mode in ("--delay", "--budget"):
-        # max_delay 2, or a binding budget shared with flex spend: against the extensive form at S=50, then at
+    elif mode in ("--delay", "--budget", "--shared"):
+        # max_delay 2, a binding budget shared with flex spend, or two segments on every resource: against the
+        # extensive form at S=50, then at
         # the scale points (each solve stopped at 300 s)
         network = mode[2:]
         for variant in PLANS:
@@ -236,4 +249,5 @@ if __name__ == "__main__":
                 print(rows[-1], flush=True)
         _write("optimize_curve.json", rows)
     else:
-        sys.exit(f"unknown mode {mode}; use --curve, --compare, --series, --budget, --delay, --retail or --extensive")
+        sys.exit(f"unknown mode {mode}; use --curve, --compare, --series, --budget, --delay, --shared, --retail or "
+                 "--extensive")

@@ -4,10 +4,11 @@ The master problem is the first stage exactly as the extensive form states it (t
 ``define_first_stage`` / ``define_lever_rules`` blocks, pulp-built, solved by HiGHS through
 highspy and grown row by row); the recourse enters through cuts. Two subproblem oracles:
 
-- **chains** (:func:`solve_benders_chains`): where no resource serves two segments (a
-  segment may load several resources of its own in series, e.g. pickers then packers) and
-  nothing is storable, each path's second stage is one small LP per segment (any
-  ``max_delay``), solved exactly and with verified duals by
+- **chains** (:func:`solve_benders_chains`): where nothing is storable and each segment
+  has resources of its own (several in series, e.g. pickers then packers) or shares one
+  resource, loading only that one, with other segments, each path's second stage is one
+  small LP per chain (a segment, or the segments sharing a resource; any ``max_delay``),
+  solved exactly and with verified duals by
   :func:`peakplan.recourse.solve_chains`. Every service form is covered: an expected fill
   through one multiplier per point, the quantile and CVaR bounds through a price per chain
   on its lost window units; a budget shared with flex spend through flex-spend shares in the
@@ -55,47 +56,95 @@ __all__ = ["solve_benders"]
 # chain decomposition: exact DP subproblems, per-segment cuts, in-out stabilisation
 # --------------------------------------------------------------------------------------
 def chain_structure(pack: PlanningPack, variant: Variant, budget: float | None) -> dict | str:
-    """How the second stage splits into chains (one per segment), or why it does not (a string).
+    """How the second stage splits into chains, or why it does not (a string).
 
-    A segment may load several resources (in series: every unit served needs capacity on
-    each), provided none of them serves another segment.
+    A chain is one segment on resources of its own (several in series: every unit served
+    needs capacity on each), or several segments sharing one resource, each loading only
+    that one (one stream of arrivals per segment; with ``max_delay`` >= 1 their backlog
+    costs per unit of the resource must be equal). Returns per chain its ``segments``, their
+    ``stream_loads`` (units of capacity a unit of each takes: 1 for a segment on resources of
+    its own, whose capacity is counted in its units), its ``resources``, their ``loads`` (1
+    for a shared resource) and a ``name``.
     """
     A = np.asarray(pack.load, float)
     if pack.arr("storable").astype(bool).any():
         return "a segment is storable (pre-build links periods through stock)"
     flex = [i for i, lv in enumerate(pack.levers) if lv.kind == "flex"]
     for r in range(pack.R):
-        users = np.flatnonzero(A[:, r] > 0)
-        if len(users) > 1:
-            return f"resource {pack.resources[r]} serves {len(users)} segments (shared capacity)"
         if sum(1 for i in flex if pack.levers[i].resource == r) > 1:
             return f"resource {pack.resources[r]} has more than one flex lever"
     res = [np.flatnonzero(A[g] > 0) for g in range(pack.G)]
     for g in range(pack.G):
         if not len(res[g]):
             return f"segment {pack.segments[g]} loads no resource"
-    return {"resources": res, "loads": [A[g, res[g]] for g in range(pack.G)]}
+    bc = pack.arr("backlog_cost")
+    out: dict = {"segments": [], "stream_loads": [], "resources": [], "loads": [], "names": []}
+    done = np.zeros(pack.G, bool)
+    for g in range(pack.G):
+        if done[g]:
+            continue
+        group, frontier = {g}, [g]  # the segments linked to g through shared resources
+        while frontier:
+            h = frontier.pop()
+            for r in res[h]:
+                for k in np.flatnonzero(A[:, r] > 0):
+                    if int(k) not in group:
+                        group.add(int(k))
+                        frontier.append(int(k))
+        segs = sorted(group)
+        done[segs] = True
+        names = [pack.segments[k] for k in segs]
+        if len(segs) == 1:
+            out["segments"].append(np.array(segs))
+            out["stream_loads"].append(np.ones(1))
+            out["resources"].append(res[g])
+            out["loads"].append(A[g, res[g]])
+            out["names"].append(names[0])
+            continue
+        shared = {int(r) for k in segs for r in res[k]}
+        if len(shared) > 1 or any(len(res[k]) > 1 for k in segs):
+            return (f"segments {', '.join(names)} share resources {', '.join(pack.resources[r] for r in sorted(shared))}"
+                    " and some load more than one (shared capacity: chains take segments on one shared resource, or "
+                    "on resources of their own)")
+        r = shared.pop()
+        sl = A[segs, r]
+        per_unit = bc[segs] / sl
+        if int(pack.max_delay) > 0 and np.ptp(per_unit) > 1e-12 * max(1.0, float(np.abs(per_unit).max())):
+            return (f"segments {', '.join(names)} share resource {pack.resources[r]} with different backlog costs per "
+                    f"unit of it ({', '.join(f'{x:g}' for x in per_unit)})")
+        out["segments"].append(np.array(segs))
+        out["stream_loads"].append(sl)
+        out["resources"].append(np.array([r]))
+        out["loads"].append(np.ones(1))
+        out["names"].append("+".join(names))
+    return out
 
 
 class ChainOracle:
-    """Per-segment recourse of every path with the first stage fixed, by :func:`peakplan.recourse.solve_chains`.
+    """Per-chain recourse of every path with the first stage fixed, by :mod:`peakplan.recourse`.
 
-    For segment ``g`` and a multiplier ``lam >= 0`` on the window service it returns, per
+    A chain ``g`` is a segment on resources of its own or segments sharing one resource
+    (:func:`chain_structure`). For chain ``g`` and a multiplier ``lam >= 0`` on the window service it returns, per
     cluster ``k`` of paths, the Lagrangian value ``Lambda_gk(y; lam) = (1/S) sum_{s in k}
     Q_sg(y; lam) - lam sum_{s in k} w_s served_sg`` (``w_s = 1 / demand in the window`` of
     path ``s``, 0 for paths without window demand; ``Q_sg(y; lam)`` the chain cost with the
     loss weight of window arrivals raised by ``lam S w_s``), its subgradient in the levels of
     the segment's levers, the weighted window service and the true mean cost. A segment's
     ``J`` resources enter the chain in series: capacity and flex caps ``[S, T, J]`` in units
-    of the segment.
+    of the segment. Segments sharing a resource enter as streams of arrivals ``[S, T, M]``
+    counted in units of the resource (demand times load; loss weights and backlog cost per
+    unit of it); lost and served units are reported in units of the segments.
     """
 
     def __init__(self, pack: PlanningPack, draws: mc.Draws, structure: dict, clusters: int = 1):
         self.pack = pack
-        S, T, G = draws.demand.shape
+        S, T, _ = draws.demand.shape
+        G = len(structure["resources"])
         self.S, self.T, self.G = S, T, G
         self.res = structure["resources"]
         self.load = structure["loads"]
+        self.segs = structure["segments"]
+        self.sl = [np.asarray(x, float) for x in structure["stream_loads"]]  # capacity units per unit of each stream
         self.window = pack.arr("service_window").astype(bool)
         d_win = draws.demand[:, self.window, :].sum(axis=(1, 2))
         self.w = np.where(d_win > 0, 1.0 / np.where(d_win > 0, d_win, 1.0), 0.0)
@@ -103,9 +152,10 @@ class ChainOracle:
         K = int(max(1, min(clusters, S)))
         self.starts = np.linspace(0, S, K + 1).astype(int)[:-1]
         self.K = K
-        self.demand = [np.ascontiguousarray(draws.demand[:, :, g]) for g in range(G)]
+        self.demand = [np.ascontiguousarray(draws.demand[:, :, self.segs[g]] * self.sl[g]) for g in range(G)]
         self.factor = [np.ascontiguousarray(draws.capacity_factor[:, :, self.res[g]] / self.load[g]) for g in range(G)]
-        self.dwin_path = np.stack([self.w * self.demand[g][:, self.window].sum(axis=1) for g in range(G)])  # [G, S]
+        self.dwin_path = np.stack([self.w * draws.demand[:, self.window][:, :, self.segs[g]].sum(axis=(1, 2))
+                                   for g in range(G)])  # [G, S], in units of the segments
         self.dwin = np.add.reduceat(self.dwin_path, self.starts, axis=1)  # [G, K]
         levers = pack.levers
         self.sign = np.array([1.0 if lv.kind == "reserve" else -1.0 if lv.kind == "release" else 0.0 for lv in levers])
@@ -125,8 +175,9 @@ class ChainOracle:
         self.unit = [np.array([levers[i].unit_cost * a if i >= 0 else 0.0
                                for i, a in zip(self.flex_lever[g], self.load[g], strict=True)]) for g in range(G)]
         self.base = np.asarray(pack.base_capacity, float)
-        self.pen = np.asarray(pack.penalty, float)
-        self.bc = pack.arr("backlog_cost")
+        # per chain: each stream's penalty and the backlog cost, per unit of capacity
+        self.pen = [np.asarray(pack.penalty, float)[self.segs[g]] / self.sl[g] for g in range(G)]
+        self.bc = [float((pack.arr("backlog_cost")[self.segs[g]] / self.sl[g]).max()) for g in range(G)]
         self.max_delay = int(pack.max_delay)
         # weight of each arrival's lost units in the path's lost window units (CVaR targets): lost
         # units of window arrivals, and everything still waiting at the horizon (the last max_delay
@@ -161,7 +212,7 @@ class ChainOracle:
     def _true(self, g: int, out: dict, idx) -> tuple[np.ndarray, np.ndarray]:
         """Per chain: the flex spend and the true cost (penalties, backlog, flex at list price) of the flows ``out``."""
         spend = (out["flex"] * self.unit[g]).sum(axis=(1, 2))
-        true = self.pen[g] * out["loss"].sum(axis=1) + spend + self.bc[g] * out["backlog"]
+        true = (out["loss"].sum(axis=1) * self.pen[g]).sum(axis=1) + spend + self.bc[g] * out["backlog"]
         return spend, true
 
     def _inputs(self, g: int, levels: np.ndarray, idx) -> tuple:
@@ -175,6 +226,22 @@ class ChainOracle:
         on = self.flex_on[g]
         F[0][:, on] = (np.maximum(levels[self.flex_lever[g][on]], 0.0) / self.load[g][on, None]).T
         return c, np.broadcast_to(F, c.shape), self._unit(g, idx)
+
+    def _solve(self, g: int, d, c, F, u, bc, L) -> dict:
+        """Chain ``g``'s LPs: ``d``, ``L`` ``[n, T, M]``; the DP for one stream and ``max_delay`` 0 or 1, else
+        successive shortest paths. ``loss`` comes back ``[n, T, M]`` in units of capacity."""
+        from peakplan.recourse import solve_chains, solve_flows
+
+        if d.shape[2] == 1 and self.max_delay <= 1:
+            out = solve_chains(d[:, :, 0], c, F, u, bc, L[:, :, 0], self.max_delay)
+            out["loss"] = out["loss"][:, :, None]
+            return out
+        return solve_flows(d, c, F, u, bc, L, self.max_delay)
+
+    def _lost(self, g: int, loss: np.ndarray, weight: np.ndarray) -> np.ndarray:
+        """Per chain, the lost units ``loss`` ``[n, T, M]`` (units of capacity) in units of the segments, weighted
+        by arrival ``weight`` ``[T]``."""
+        return (loss / self.sl[g]).sum(axis=2) @ weight
 
     def _grad(self, g: int, p: np.ndarray, q: np.ndarray) -> np.ndarray:
         """``[K, nlev, T]``: per cluster, the sums of dQ/d(levels of g's levers) / S, from duals ``[S, T, J]``."""
@@ -199,20 +266,19 @@ class ChainOracle:
         ``qf`` (``[n, T, J]``). ``feasibility=True`` prices nothing but lost window units (flex
         and backlog free): ``q = lost`` is the fewest lost window units the plan allows.
         """
-        from peakplan.recourse import solve_chains
-
         _check_time(self.deadline)
         n = len(idx)
         c, F, u = self._inputs(g, levels, idx)
+        per = 1.0 / self.sl[g][None, None, :]  # a lost unit of capacity is this many units of the segment
         if feasibility:
-            L, u, bc = np.broadcast_to(self.lost_w, (n, self.T)), 0.0, 0.0
+            L, u, bc = np.broadcast_to(self.lost_w[None, :, None] * per, (n, self.T, len(self.sl[g]))), 0.0, 0.0
         else:
-            L = self.wc * self.pen[g] + nu[:, None] * self.lost_w[None, :]
-            bc = self.wc * float(self.bc[g])
-        out = solve_chains(self.demand[g][idx], c, F, u, bc, L, self.max_delay)
+            L = self.wc * self.pen[g][None, None, :] + nu[:, None, None] * self.lost_w[None, :, None] * per
+            bc = self.wc * self.bc[g]
+        out = self._solve(g, self.demand[g][idx], c, F, u, bc, L)
         self.calls += n / self.S
         self.fallbacks += out["fallback"]
-        lost = out["loss"] @ self.lost_w
+        lost = self._lost(g, out["loss"], self.lost_w)
         cost = out["cost"] if feasibility else out["cost"] - nu * lost
         spend, true = self._true(g, out, idx)
         return {"q": out["cost"], "lost": lost, "cost": cost, "spend": spend, "true": true,
@@ -238,7 +304,7 @@ class ChainOracle:
 
     def lam_scale(self) -> float:
         """A multiplier of the order of the penalty (where the search starts)."""
-        return float(self.pen.max()) * float(np.mean(1.0 / self.w[self.w > 0])) / self.S
+        return float(np.max(self.pack.penalty)) * float(np.mean(1.0 / self.w[self.w > 0])) / self.S
 
     def evaluate(self, g: int, levels: np.ndarray, lam: float, feasibility: bool = False) -> dict:
         """Segment ``g`` at ``levels``; ``feasibility=True`` minimises only the weighted window loss.
@@ -249,27 +315,27 @@ class ChainOracle:
         :meth:`prices`) and ``spend`` and ``true`` the flex spend and true cost, per cluster
         and divided by S.
         """
-        from peakplan.recourse import solve_chains
-
         _check_time(self.deadline)
         S = self.S
         c, F, u = self._inputs(g, levels, None)
+        per = 1.0 / self.sl[g][None, None, :]
         if feasibility:
-            extra = S * self.w[:, None] * self.window[None, :]
+            extra = S * self.w[:, None, None] * self.window[None, :, None] * per
             L, u, bc = extra, 0.0, 0.0
         else:
-            extra = (lam * S) * self.w[:, None] * self.window[None, :]
-            L, bc = self.wc * self.pen[g] + extra, self.wc * float(self.bc[g])
-        out = solve_chains(self.demand[g], c, F, u, bc, L, self.max_delay)
+            extra = (lam * S) * self.w[:, None, None] * self.window[None, :, None] * per
+            L, bc = self.wc * self.pen[g][None, None, :] + extra, self.wc * self.bc[g]
+        out = self._solve(g, self.demand[g], c, F, u, bc, np.ascontiguousarray(np.broadcast_to(
+            L, self.demand[g].shape)))
         self.calls += 1
         self.fallbacks += out["fallback"]
         loss = out["loss"]
         k0 = self.starts
-        served_path = self.dwin_path[g] - self.w * loss[:, self.window].sum(axis=1)
+        served_path = self.dwin_path[g] - self.w * self._lost(g, loss, self.window.astype(float))
         served = np.add.reduceat(served_path, k0)
         cost_path = out["cost"]
         lag = np.add.reduceat(cost_path, k0) / S - lam * self.dwin[g]
-        true = lag.copy() if feasibility else np.add.reduceat(cost_path - (extra * loss).sum(axis=1), k0) / S
+        true = lag.copy() if feasibility else np.add.reduceat(cost_path - (extra * loss).sum(axis=(1, 2)), k0) / S
         grad = self._grad(g, out["p"], out["q"])
         spend, true_path = self._true(g, out, None)
         return {"g": g, "lam": lam, "lag": lag, "served": served, "cost": true, "grad": grad,
@@ -455,7 +521,7 @@ def _separate_lost(oracle: ChainOracle, g: int, levels: np.ndarray, ell: np.ndar
 
     lo0 = {"h": e["q"][idx], "slope": e["lost"][idx] - el, "p": e["p"][idx], "qf": e["qf"][idx],
            **{f: e[f][idx] for f in fields}}
-    nu = np.where(nu0[idx] > 0, nu0[idx], float(oracle.pen[g]))
+    nu = np.where(nu0[idx] > 0, nu0[idx], float(np.max(oracle.pack.penalty[oracle.segs[g]])))
     found = _concave_search(at, nu, tol_l[idx], atol, lo0, max_steps=max_steps, ends=fields)
     lo, hi, top = found["lo"], found["hi"], found["best"]
     if not np.isfinite(hi["x"]).all():
@@ -507,7 +573,7 @@ def _uniform_split(oracle: ChainOracle, levels: np.ndarray, kappa: np.ndarray, l
         rs = [oracle.chains(g, levels, np.full(S, nu), every) for g in range(G)]
         return _keeps_bound(sum(r["lost"] for r in rs), kappa, level), rs
 
-    lo, hi, good = 0.0, float(oracle.pen.max()), None
+    lo, hi, good = 0.0, float(np.max(oracle.pack.penalty)), None
     for _ in range(40):
         fits, rs = run(hi)
         if fits:
@@ -604,7 +670,7 @@ def solve_benders_chains(pack: PlanningPack, draws: mc.Draws, variant: Variant, 
     """
     t0 = time.perf_counter()
     deadline = _deadline(time_limit, t0)
-    G = pack.G
+    G = len(structure["resources"])  # chains: segments, or segments sharing a resource
     S = draws.demand.shape[0]
     if start is None and ramp and ramp <= S:
         sub = mc.Draws(*(getattr(draws, f)[: S // 8] for f in ("demand", "capacity_factor", "late", "event_hit",
@@ -626,12 +692,12 @@ def solve_benders_chains(pack: PlanningPack, draws: mc.Draws, variant: Variant, 
     m = Model(prob=pulp.LpProblem(_vname("master", pack.name, variant.name), pulp.LpMinimize), y={}, pb={})
     define_first_stage(m, pack, budget)
     det = define_lever_rules(m, pack)
-    theta = {(g, k): m.prob.add_variable(_vname("theta", pack.segments[g], k), lowBound=0)
+    theta = {(g, k): m.prob.add_variable(_vname("theta", structure["names"][g], k), lowBound=0)
              for g in range(G) for k in range(K)}
-    sigma = {(g, k): m.prob.add_variable(_vname("sigma", pack.segments[g], k), lowBound=0,
+    sigma = {(g, k): m.prob.add_variable(_vname("sigma", structure["names"][g], k), lowBound=0,
                                          upBound=float(oracle.dwin[g, k]))
              for g in range(G) for k in range(K)} if with_service else {}
-    phi = {(g, k): m.prob.add_variable(_vname("phi", pack.segments[g], k), lowBound=0)
+    phi = {(g, k): m.prob.add_variable(_vname("phi", structure["names"][g], k), lowBound=0)
            for g in range(G) for k in range(K)} if with_budget else {}
     with_cvar = variant.service in ("quantile", "cvar") and variant.target > 0
     if with_cvar:  # R-U CVaR of the paths' lost window units beyond the allowed share, as in define_service
@@ -696,6 +762,15 @@ def solve_benders_chains(pack: PlanningPack, draws: mc.Draws, variant: Variant, 
         if st != st.__class__.kOptimal:  # numerical trouble on a warm start: solve from scratch
             h.clearSolver()
             _run_highs(h, deadline)
+            st = h.getModelStatus()
+        if st != st.__class__.kOptimal and st != st.__class__.kInfeasible:
+            # still unknown (a budget's excess priced at 1e6 next to the cuts): interior point, then simplex again
+            h.clearSolver()
+            h.setOptionValue("solver", "ipm")
+            try:
+                _run_highs(h, deadline)
+            finally:
+                h.setOptionValue("solver", "simplex")
             st = h.getModelStatus()
         if st != st.__class__.kOptimal:
             return None, h.modelStatusToString(st)

@@ -216,7 +216,8 @@ class Simulation:
     opt_samples: int = Field(default=100, ge=1, description="Paths in the optimizer's sample (SAA).")
     opt_method: Literal["auto", "extensive", "benders"] = Field(
         default="auto", description="How the SAA model is solved: extensive form, L-shaped (Benders) decomposition, or auto "
-                                    "(Benders where no resource serves two segments and nothing is storable; "
+                                    "(Benders where nothing is storable and each segment has resources of its own or shares one, loading only "
+                                    "that one; "
                                     "the extensive form elsewhere).")
     opt_time_limit: float | None = Field(
         default=None, gt=0, description="Seconds each plan's solve, and each of its quality solves, may take (none: no "

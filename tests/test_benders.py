@@ -297,7 +297,6 @@ def test_lp_benders_on_shared_capacity_equals_the_extensive_form(T, R, seed, S, 
     draws = mc.sample_paths(pack, S, seed)
     variant = Variant("V", "v", service, 0.0 if service == "none" else target,
                       level=0.9 if service == "quantile" else 0.95)
-    assert isinstance(chain_structure(pack, variant, None), str)  # shared capacity (or max_delay 2): not chains
     budget = None
     if cut is not None:
         free = _free_spend(pack, draws, variant)
@@ -307,6 +306,66 @@ def test_lp_benders_on_shared_capacity_equals_the_extensive_form(T, R, seed, S, 
     assume(best is not None)
     res, info = solve_benders_lp(pack, draws, variant, budget, tol=1e-9, clusters=clusters, alpha=alpha)
     _check_against_linprog(pack, draws, variant, res, info, budget)
+
+
+@settings(max_examples=150, deadline=None)
+@example(T=6, R=1, seed=1, S=4, K=1, service="expected", target=0.999, penalty=5.0, half=True, cut=None)  # binds
+@example(T=6, R=2, seed=2, S=4, K=2, service="cvar", target=0.99, penalty=5.0, half=False, cut=None)  # binds
+@example(T=5, R=1, seed=3, S=4, K=0, service="quantile", target=0.95, penalty=5.0, half=True, cut=0.3)
+@given(T=st.integers(3, 6), R=st.integers(1, 2), seed=st.integers(0, 10_000), S=st.integers(2, 5),
+       K=st.sampled_from([0, 1, 2]), service=st.sampled_from(["none", "expected", "quantile", "cvar"]),
+       target=st.sampled_from([0.9, 0.95, 0.99]), penalty=st.sampled_from([50.0, 5.0]), half=st.booleans(),
+       cut=st.one_of(st.none(), st.floats(0.0, 0.5)))
+def test_chain_benders_on_shared_capacity_equals_the_extensive_form(T, R, seed, S, K, service, target, penalty, half,
+                                                                    cut):
+    """Two segments per resource, as streams of one chain; with ``half`` the second takes half a unit of the
+    resource per unit (its backlog cost halved too, the same per unit of the resource; the capacity scaled to
+    the load) and is worth less a unit; optionally a budget shared with flex spend, cut below the unbudgeted
+    spend. The examples marked were checked to bind (the objective above the one without the target)."""
+    pack = examples.synthetic_pack(T, R, G=2 * R, seed=seed % 50)
+    pen = np.full(pack.G, penalty)
+    if half:
+        load = pack.load.copy()
+        load[R:] *= 0.5
+        pack = pack.replace(load=load, backlog_cost=pack.arr("backlog_cost") * load.sum(axis=1),
+                            base_capacity=pack.base_capacity * 0.75)
+        pen[R:] = 0.7 * penalty  # streams of different value
+    pack = pack.replace(penalty=pen, max_delay=K)
+    draws = mc.sample_paths(pack, S, seed)
+    variant = Variant("V", "v", service, 0.0 if service == "none" else target,
+                      level=0.9 if service == "quantile" else 0.95)
+    ok = chain_structure(pack, variant, None)
+    assert [len(x) for x in ok["segments"]] == [2] * R
+    budget = None
+    if cut is not None:
+        free = _free_spend(pack, draws, variant)
+        assume(free is not None and free[1] > 1.0)
+        budget = free[0] + free[1] * (1.0 - cut)
+    best = linprog_optimum(opt.build_model(pack, draws, variant, budget).prob)
+    assume(best is not None)  # a target out of the budget's reach: see the test below
+    res, info = solve_benders(pack, draws, variant, budget, tol=1e-9, subproblem="chains")
+    assert info["subproblem"] == "chains"
+    _check_against_linprog(pack, draws, variant, res, info, budget)
+
+
+@pytest.mark.xfail(strict=True, reason="known: a fill target out of a shared budget's reach can come back ERROR, not "
+                   "INFEASIBLE: the budget's multiplier rises to its cap and the target's with it (to 3.7e7), and the "
+                   "master's cuts get too badly scaled for HiGHS (status unknown, also by interior point). One-resource "
+                   "chains too: of 165 such cases, 1 came back ERROR (INFEASIBLE since the interior-point retry) and "
+                   "3 TIME_LIMIT after 1,000 iterations")
+def test_a_fill_target_out_of_a_budgets_reach_is_reported_infeasible():
+    pack = examples.synthetic_pack(4, 2, G=4, seed=4)
+    load = pack.load.copy()
+    load[2:] *= 0.5
+    pack = pack.replace(load=load, backlog_cost=pack.arr("backlog_cost") * load.sum(axis=1),
+                        base_capacity=pack.base_capacity * 0.75, penalty=np.array([5.0, 5.0, 3.5, 3.5]), max_delay=0)
+    draws = mc.sample_paths(pack, 4, 4)
+    variant = Variant("V", "v", "expected", 0.99)
+    free = _free_spend(pack, draws, variant)
+    budget = free[0] + free[1] * 0.5
+    assert linprog_optimum(opt.build_model(pack, draws, variant, budget).prob) is None  # no plan keeps to both
+    res, _ = solve_benders(pack, draws, variant, budget, tol=1e-9, subproblem="chains")
+    assert res.status is opt.SolveStatus.INFEASIBLE
 
 
 def _low_penalty_pack():
@@ -419,10 +478,18 @@ def test_chain_structure_accepts_synthetic_and_names_what_breaks_it():
         assert isinstance(chain_structure(pack.replace(max_delay=K), NONE, None), dict)
     stock = pack.replace(storable=np.array([False, True, False]), storage_cap=np.array([0.0, 10.0, 0.0]))
     assert "storable" in chain_structure(stock, NONE, None)
-    shared = pack.replace(load=np.array([[1.0, 0.0, 0.0], [1.0, 0.0, 0.0], [0.0, 0.0, 1.0]]))
-    assert "serves 2 segments (shared capacity)" in chain_structure(shared, NONE, None)
+    # two segments on one resource: one chain, a stream each (capacity counted in the resource's units)
+    shared = pack.replace(load=np.array([[1.0, 0.0, 0.0], [0.5, 0.0, 0.0], [0.0, 0.0, 1.0]]),
+                          backlog_cost=np.array([1.0, 0.5, 1.0]))
+    ok = chain_structure(shared, NONE, None)
+    assert [list(x) for x in ok["segments"]] == [[0, 1], [2]] and ok["names"] == ["s0+s1", "s2"]
+    assert [list(x) for x in ok["stream_loads"]] == [[1.0, 0.5], [1.0]]
+    assert [list(r) for r in ok["resources"]] == [[0], [2]] and [list(a) for a in ok["loads"]] == [[1.0], [1.0]]
+    # the same backlog cost per unit of the resource is needed once units wait (the arcs between them telescope)
+    assert "different backlog costs per unit" in chain_structure(shared.replace(backlog_cost=np.ones(3)), NONE, None)
+    assert isinstance(chain_structure(shared.replace(backlog_cost=np.ones(3), max_delay=0), NONE, None), dict)
     two = pack.replace(load=np.array([[1.0, 0.5, 0.0], [0.0, 1.0, 0.0], [0.0, 0.0, 1.0]]))
-    assert "resource r1 serves 2 segments" in chain_structure(two, NONE, None)
+    assert "segments s0, s1 share resources r0, r1 and some load more than one" in chain_structure(two, NONE, None)
     assert "shared capacity" in chain_structure(examples.tiny_pack(), NONE, None)
     series = pack.replace(load=np.array([[1.0, 0.5, 0.0], [0.0, 0.0, 1.0], [0.0, 0.0, 0.0]]))
     assert "segment s2 loads no resource" in chain_structure(series, NONE, None)
@@ -435,7 +502,7 @@ def test_chain_structure_accepts_synthetic_and_names_what_breaks_it():
 def test_chains_on_an_ineligible_pack_raise_and_auto_falls_back():
     tiny = examples.tiny_pack()
     draws = mc.sample_paths(tiny, 2, 0)
-    with pytest.raises(ValueError, match="chain subproblem does not apply: resource .* serves 2 segments"):
+    with pytest.raises(ValueError, match="chain subproblem does not apply: segments .* share resources"):
         solve_benders(tiny, draws, NONE, subproblem="chains")
     pack = examples.synthetic_pack(4, 1)
     stock = pack.replace(storable=np.array([True]), storage_cap=np.array([10.0]))
