@@ -281,6 +281,15 @@ def test_lp_benders_equals_the_extensive_form_on_tiny(variant):
 @example(T=4, R=1, seed=0, S=4, K=1, service="expected", target=0.99, penalty=5.0, clusters=2, alpha=0.5, cut=None)
 @example(T=5, R=2, seed=3, S=4, K=2, service="cvar", target=0.995, penalty=5.0, clusters=1, alpha=0.7, cut=0.05)
 @example(T=4, R=1, seed=5, S=3, K=0, service="quantile", target=0.95, penalty=5.0, clusters=None, alpha=0.0, cut=0.3)
+def _cut_budget(pack, draws, variant, cut):
+    """None, or a budget ``cut`` below the unbudgeted optimum's flex spend (a case where flex is in use)."""
+    if cut is None:
+        return None
+    free = _free_spend(pack, draws, variant)
+    assume(free is not None and free[1] > 1.0)
+    return free[0] + free[1] * (1.0 - cut)
+
+
 @given(T=st.integers(3, 5), R=st.integers(1, 2), seed=st.integers(0, 10_000), S=st.integers(2, 4),
        K=st.sampled_from([0, 1, 2]), service=st.sampled_from(["none", "expected", "quantile", "cvar"]),
        target=st.sampled_from([0.9, 0.95, 0.99]), penalty=st.sampled_from([50.0, 5.0]),
@@ -297,11 +306,7 @@ def test_lp_benders_on_shared_capacity_equals_the_extensive_form(T, R, seed, S, 
     draws = mc.sample_paths(pack, S, seed)
     variant = Variant("V", "v", service, 0.0 if service == "none" else target,
                       level=0.9 if service == "quantile" else 0.95)
-    budget = None
-    if cut is not None:
-        free = _free_spend(pack, draws, variant)
-        assume(free is not None and free[1] > 1.0)
-        budget = free[0] + free[1] * (1.0 - cut)
+    budget = _cut_budget(pack, draws, variant, cut)
     best = linprog_optimum(opt.build_model(pack, draws, variant, budget).prob)
     assume(best is not None)
     res, info = solve_benders_lp(pack, draws, variant, budget, tol=1e-9, clusters=clusters, alpha=alpha)
@@ -336,11 +341,7 @@ def test_chain_benders_on_shared_capacity_equals_the_extensive_form(T, R, seed, 
                       level=0.9 if service == "quantile" else 0.95)
     ok = chain_structure(pack, variant, None)
     assert [len(x) for x in ok["segments"]] == [2] * R
-    budget = None
-    if cut is not None:
-        free = _free_spend(pack, draws, variant)
-        assume(free is not None and free[1] > 1.0)
-        budget = free[0] + free[1] * (1.0 - cut)
+    budget = _cut_budget(pack, draws, variant, cut)
     best = linprog_optimum(opt.build_model(pack, draws, variant, budget).prob)
     assume(best is not None)  # a target out of the budget's reach: see the test below
     res, info = solve_benders(pack, draws, variant, budget, tol=1e-9, subproblem="chains")
