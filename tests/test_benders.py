@@ -277,10 +277,6 @@ def test_lp_benders_equals_the_extensive_form_on_tiny(variant):
     assert opt.solve(opt.build_model(tiny, draws, variant), tiny).objective == pytest.approx(best, rel=1e-7)
 
 
-@settings(max_examples=6, deadline=None)
-@example(T=4, R=1, seed=0, S=4, K=1, service="expected", target=0.99, penalty=5.0, clusters=2, alpha=0.5, cut=None)
-@example(T=5, R=2, seed=3, S=4, K=2, service="cvar", target=0.995, penalty=5.0, clusters=1, alpha=0.7, cut=0.05)
-@example(T=4, R=1, seed=5, S=3, K=0, service="quantile", target=0.95, penalty=5.0, clusters=None, alpha=0.0, cut=0.3)
 def _cut_budget(pack, draws, variant, cut):
     """None, or a budget ``cut`` below the unbudgeted optimum's flex spend (a case where flex is in use)."""
     if cut is None:
@@ -290,6 +286,10 @@ def _cut_budget(pack, draws, variant, cut):
     return free[0] + free[1] * (1.0 - cut)
 
 
+@settings(max_examples=6, deadline=None)
+@example(T=4, R=1, seed=0, S=4, K=1, service="expected", target=0.99, penalty=5.0, clusters=2, alpha=0.5, cut=None)
+@example(T=5, R=2, seed=3, S=4, K=2, service="cvar", target=0.995, penalty=5.0, clusters=1, alpha=0.7, cut=0.05)
+@example(T=4, R=1, seed=5, S=3, K=0, service="quantile", target=0.95, penalty=5.0, clusters=None, alpha=0.0, cut=0.3)
 @given(T=st.integers(3, 5), R=st.integers(1, 2), seed=st.integers(0, 10_000), S=st.integers(2, 4),
        K=st.sampled_from([0, 1, 2]), service=st.sampled_from(["none", "expected", "quantile", "cvar"]),
        target=st.sampled_from([0.9, 0.95, 0.99]), penalty=st.sampled_from([50.0, 5.0]),
