@@ -124,12 +124,12 @@ class ChainOracle:
     """Per-chain recourse of every path with the first stage fixed, by :mod:`peakplan.recourse`.
 
     A chain ``g`` is a segment on resources of its own or segments sharing one resource
-    (:func:`chain_structure`). For chain ``g`` and a multiplier ``lam >= 0`` on the window service it returns, per
-    cluster ``k`` of paths, the Lagrangian value ``Lambda_gk(y; lam) = (1/S) sum_{s in k}
+    (:func:`chain_structure`). For chain ``g`` and a multiplier ``lam >= 0`` on the window
+    service it returns, per cluster ``k`` of paths, the Lagrangian value ``Lambda_gk(y; lam) = (1/S) sum_{s in k}
     Q_sg(y; lam) - lam sum_{s in k} w_s served_sg`` (``w_s = 1 / demand in the window`` of
     path ``s``, 0 for paths without window demand; ``Q_sg(y; lam)`` the chain cost with the
     loss weight of window arrivals raised by ``lam S w_s``), its subgradient in the levels of
-    the segment's levers, the weighted window service and the true mean cost. A segment's
+    the chain's levers, the weighted window service and the true mean cost. A segment's
     ``J`` resources enter the chain in series: capacity and flex caps ``[S, T, J]`` in units
     of the segment. Segments sharing a resource enter as streams of arrivals ``[S, T, M]``
     counted in units of the resource (demand times load; loss weights and backlog cost per
@@ -159,7 +159,7 @@ class ChainOracle:
         self.dwin = np.add.reduceat(self.dwin_path, self.starts, axis=1)  # [G, K]
         levers = pack.levers
         self.sign = np.array([1.0 if lv.kind == "reserve" else -1.0 if lv.kind == "release" else 0.0 for lv in levers])
-        # per segment: its capacity levers and the position of their resource; one flex lever (or -1) per resource
+        # per chain: its capacity levers and the position of their resource; one flex lever (or -1) per resource
         self.cap_levers, self.cap_pos, self.flex_lever = [], [], []
         for g in range(G):
             pos = {int(r): j for j, r in enumerate(self.res[g])}
@@ -199,7 +199,7 @@ class ChainOracle:
         self.mu = float(mu) if np.ndim(mu) == 0 else np.asarray(mu, float)
 
     def _unit(self, g: int, idx) -> np.ndarray:
-        """Flex prices of segment g's chains ``idx`` under :meth:`prices`: ``[J]`` or, with a price per path, ``[n, J]``."""
+        """Flex prices of chain g on the paths ``idx`` under :meth:`prices`: ``[J]`` or, with a price per path, ``[n, J]``."""
         if np.ndim(self.mu) == 0:
             return self.unit[g] * (self.wc + self.mu)
         mu = self.mu if idx is None else self.mu[idx]
@@ -216,7 +216,7 @@ class ChainOracle:
         return spend, true
 
     def _inputs(self, g: int, levels: np.ndarray, idx) -> tuple:
-        """Capacity ``[n, T, J]``, flex caps ``[n, T, J]`` and flex prices ``[J]`` of segment g's chains ``idx``."""
+        """Capacity ``[n, T, J]``, flex caps ``[n, T, J]`` and flex prices ``[J]`` of chain g on the paths ``idx``."""
         res, cap_idx, pos = self.res[g], self.cap_levers[g], self.cap_pos[g]
         level = self.base[:, res].copy()  # [T, J]
         np.add.at(level.T, pos, self.sign[cap_idx, None] * levels[cap_idx])
@@ -777,7 +777,7 @@ def solve_benders_chains(pack: PlanningPack, draws: mc.Draws, variant: Variant, 
         return np.asarray(h.getSolution().col_value), h.getInfo().objective_function_value + offset
 
     def cut_row(g, gr, cols, coefs):
-        """A cut's columns and coefficients: ``cols``/``coefs`` then ``-gr`` on segment g's lever levels."""
+        """A cut's columns and coefficients: ``cols``/``coefs`` then ``-gr`` on chain g's lever levels."""
         nz = np.flatnonzero(np.abs(gr) > 1e-12)
         return (np.concatenate([np.asarray(cols, int), lev_cols[g][nz]]),
                 np.concatenate([np.asarray(coefs, float), -gr[nz]]))
@@ -911,7 +911,7 @@ def solve_benders_chains(pack: PlanningPack, draws: mc.Draws, variant: Variant, 
         atol = search_atol(0.0) / (G * K)
 
         def one(g):
-            """Segment g's cuts, appended to ``rows``."""
+            """Chain g's cuts, appended to ``rows``."""
             phi = col[ph_idx[g]]
             nu = nu_prev[:, g].copy() if with_cvar else None
 
@@ -1154,7 +1154,7 @@ def solve_benders(pack: PlanningPack, draws: mc.Draws, variant: Variant, budget:
                   subproblem: str = "auto") -> tuple[SolveResult, dict]:
     """L-shaped method for the SAA model: chain subproblems where the model allows, else HiGHS.
 
-    ``subproblem="chains"`` (exact DP per segment, :func:`solve_benders_chains`)
+    ``subproblem="chains"`` (exact chain solvers, :func:`solve_benders_chains`)
     is used when :func:`chain_structure` accepts the pack and variant; otherwise, or with
     ``subproblem="lp"``, every path's LP is solved by HiGHS (:func:`peakplan.benders_lp.solve_benders_lp`).
     """
