@@ -571,14 +571,24 @@ METHODS = ("auto", "extensive", "benders")
 
 def resolve_method(pack: PlanningPack, variant: Variant, method: str, solver: str = "highs") -> str:
     """The method ``auto`` stands for: ``benders`` where the chain subproblem applies (and HiGHS is the solver)."""
+    return _resolve(pack, variant, method, solver)[0]
+
+
+def _resolve(pack: PlanningPack, variant: Variant, method: str, solver: str) -> tuple[str, str | None]:
+    """``(method, why)``: the method ``method`` stands for and, where ``auto`` falls back to the extensive
+    form, why (the reason the chain subproblem does not apply, or the solver)."""
     if method not in METHODS:
         raise InputError(f"method must be one of {', '.join(METHODS)}; got {method!r}")
     if method != "auto":
-        return method
+        return method, None
     from peakplan.benders import chain_structure
 
-    chains = isinstance(chain_structure(pack, variant, _budget(pack, variant)), dict)
-    return "benders" if chains and solver == "highs" else "extensive"
+    structure = chain_structure(pack, variant, _budget(pack, variant))
+    if isinstance(structure, str):
+        return "extensive", f"the chain subproblem does not apply: {structure}"
+    if solver != "highs":
+        return "extensive", f"the L-shaped method drives HiGHS, and the solver is {solver}"
+    return "benders", None
 
 
 def solve_variant(pack: PlanningPack, variant: Variant, draws: mc.Draws, *, solver: str = "highs",
@@ -708,12 +718,14 @@ def optimize(pack: PlanningPack, *, n_samples: int | None = None, seed: SeedLike
                 raise
             infeasible.append(exc)
             continue
+        used, why = _resolve(pack, variant, method, solver)
         constraints = {"service": variant.service, "target": variant.target, "level": variant.level,
                        "budget": _budget(pack, variant), "forbidden": list(pack.forbidden),
                        "freeze_periods": [pack.periods[t] for t in np.flatnonzero(pack.arr("freeze"))],
                        "max_delay": pack.max_delay, "n_samples": S,
-                       "method": resolve_method(pack, variant, method, solver),
-                       "solver_gap": res.gap if np.isfinite(res.gap) else None}
+                       "method": used, "solver_gap": res.gap if np.isfinite(res.gap) else None}
+        if why:
+            constraints["method_why"] = why
         same = next((k for k, p in out.items() if np.allclose(p.levels, res.levels, atol=1e-6)
                      and np.allclose(p.prebuild, res.prebuild, atol=1e-6)), None)
         plan = Plan(name=variant.name, label=variant.label, variant=variant, levels=res.levels,

@@ -320,9 +320,13 @@ def write_plans(pack: PlanningPack, plans: dict, folder: Path) -> list[tuple[str
 def _solve_line(plan) -> str:
     """How the plan's solve ended: optimal, or stopped by its time limit with the gap it had left."""
     status = str(getattr(plan, "status", "optimal"))
-    gap = (getattr(plan, "constraints", None) or {}).get("solver_gap")
+    constraints = getattr(plan, "constraints", None) or {}
+    gap = constraints.get("solver_gap")
     secs = getattr(plan, "solve_seconds", None)
-    took = f" in {secs:.1f} s" if secs is not None else ""
+    how = {"benders": "the L-shaped method", "extensive": "the extensive form"}.get(constraints.get("method"))
+    took = (f" in {secs:.1f} s" if secs is not None else "") + (f" by {how}" if how else "")
+    if constraints.get("method_why"):
+        took += f" ({constraints['method_why']})"
     if status == "time_limit":
         left = f", {gap:.2%} from the proven bound" if gap is not None and gap == gap else ", gap unknown"
         return (f"Solve: **stopped by its time limit**{took}{left}: the best plan found (a feasible point of the "

@@ -539,6 +539,26 @@ def test_auto_method_uses_chains_where_they_apply_and_plans_record_it():
     assert plans["A"].objective == pytest.approx(ext["A"].objective, rel=1e-6)
 
 
+def test_plans_say_which_method_solved_them_and_why_auto_fell_back():
+    from peakplan.report import _solve_line
+
+    lean = Variant("A", "lean", "expected", 0.9)
+    pack = examples.synthetic_pack(4, 1).replace(variants=(lean,))
+    plan = opt.optimize(pack, n_samples=3, seed=1, quality=False)["A"]
+    assert plan.constraints["method"] == "benders" and "method_why" not in plan.constraints
+    assert "by the L-shaped method." in _solve_line(plan)
+    stock = pack.replace(storable=np.array([True]), storage_cap=np.array([10.0]))
+    plan = opt.optimize(stock, n_samples=3, seed=1, quality=False)["A"]
+    assert plan.constraints["method"] == "extensive"
+    assert plan.constraints["method_why"] == "the chain subproblem does not apply: a segment is storable (pre-build " \
+                                             "links periods through stock)"
+    assert "by the extensive form (the chain subproblem does not apply: a segment is storable" in _solve_line(plan)
+    assert opt._resolve(pack, lean, "auto", "cbc") == ("extensive", "the L-shaped method drives HiGHS, and the "
+                                                                    "solver is cbc")
+    plan = opt.optimize(stock, n_samples=3, seed=1, quality=False, method="extensive")["A"]
+    assert "method_why" not in plan.constraints  # asked for, not fallen back to
+
+
 def test_a_solve_stopped_early_is_labelled_and_still_a_checked_plan():
     pack = examples.synthetic_pack(8, 2)
     draws = mc.sample_paths(pack, 20, 4)
