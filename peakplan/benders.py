@@ -64,7 +64,7 @@ def chain_structure(pack: PlanningPack, variant: Variant, budget: float | None) 
     costs per unit of the resource must be equal). Returns per chain its ``segments``, their
     ``stream_loads`` (units of capacity a unit of each takes: 1 for a segment on resources of
     its own, whose capacity is counted in its units), its ``resources``, their ``loads`` (1
-    for a shared resource) and a ``name``.
+    for a shared resource) and its name (``names``: the segments' joined by ``+``).
     """
     A = np.asarray(pack.load, float)
     if pack.arr("storable").astype(bool).any():
