@@ -91,7 +91,8 @@ def cmd_run(args) -> int:
         res = pipeline.run(args.scenario, args.out, paths=args.paths, seed=args.seed,
                            chunk_size=args.chunk_size, force=args.force, progress=cb,
                            optimize=not args.no_optimize, opt_samples=args.opt_samples,
-                           opt_method=args.opt_method, opt_time_limit=args.opt_time_limit,
+                           opt_method=args.opt_method, opt_solver=args.solver,
+                           opt_time_limit=args.opt_time_limit,
                            quality=not args.no_quality, des=not args.no_des)
     finally:
         stop()
@@ -180,6 +181,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--opt-samples", type=int, default=None, help="paths in the optimizer's SAA sample")
     s.add_argument("--opt-method", choices=("auto", "extensive", "benders"), default=None,
                    help="how the SAA model is solved (default: the scenario's simulation.opt_method, auto)")
+    s.add_argument("--solver", choices=("highs", "cbc"), default=None,
+                   help="the LP solver (default: the scenario's simulation.opt_solver, highs); CBC solves the "
+                        "extensive form only")
     s.add_argument("--opt-time-limit", type=float, default=None, metavar="SECONDS",
                    help="seconds each plan's solve (and each quality solve) may take "
                         "(default: the scenario's simulation.opt_time_limit, none)")

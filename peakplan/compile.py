@@ -450,6 +450,7 @@ def build_pack(scenario: Scenario | str | Path, tables: dict[str, pd.DataFrame] 
         des=dataclasses.asdict(scn.des),
         extra={"as_of": as_of.isoformat() if as_of else None, "demand_p50": median.tolist(),
                "opt_samples": scn.simulation.opt_samples, "opt_method": scn.simulation.opt_method,
+               "opt_solver": scn.simulation.opt_solver,
                "opt_time_limit": scn.simulation.opt_time_limit,
                "plan_quality": scn.simulation.plan_quality, "currency": scn.currency,
                "resource_units": [r.unit for r in scn.resources],

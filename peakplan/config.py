@@ -219,6 +219,9 @@ class Simulation:
                                     "(Benders where nothing is storable and each segment has resources of its own or shares one, loading only "
                                     "that one; "
                                     "the extensive form elsewhere).")
+    opt_solver: Literal["highs", "cbc"] = Field(
+        default="highs", description="The LP solver: HiGHS (through highspy), or CBC (through pulp; the extensive form "
+                                     "only: auto then solves every plan by the extensive form).")
     opt_time_limit: float | None = Field(
         default=None, gt=0, description="Seconds each plan's solve, and each of its quality solves, may take (none: no "
                                         "limit). A solve stopped by it returns the best plan found, labelled time_limit "

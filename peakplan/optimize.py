@@ -335,8 +335,25 @@ def _solver(name: str, time_limit: float | None):
         return pulp.HiGHS(msg=False, timeLimit=time_limit, mip_rel_gap=1e-4, log_to_console=False, output_flag=False,
                           threads=1)
     if name == "cbc":
-        return pulp.PULP_CBC_CMD(msg=False, timeLimit=time_limit, gapRel=1e-4, threads=1)
+        path = _cbc_path()
+        if path is None:
+            raise SolverError("CBC is not available (install coinor-cbc, or pulp[cbc]); use solver='highs'")
+        # COIN_CMD on that binary: pulp 3.3 deprecates PULP_CBC_CMD, which runs the same bundled one
+        return pulp.COIN_CMD(path=path, msg=False, timeLimit=time_limit, gapRel=1e-4, threads=1)
     raise InputError(f"solver must be 'highs' or 'cbc', got {name!r}")
+
+
+def _cbc_path() -> str | None:
+    """A CBC executable: one on PATH, else the one bundled with pulp (None if neither runs)."""
+    import shutil
+
+    found = shutil.which("cbc")
+    if found:
+        return found
+    from pulp.apis import coin_api
+
+    bundled = coin_api.COIN_CMD.executableExtension(coin_api.pulp_cbc_path)
+    return bundled if os.path.isfile(bundled) and os.access(bundled, os.X_OK) else None
 
 
 @contextlib.contextmanager
@@ -686,7 +703,7 @@ def _mean_path(pack: PlanningPack, draws: mc.Draws) -> mc.Draws:
 
 
 def optimize(pack: PlanningPack, *, n_samples: int | None = None, seed: SeedLike = None, variants=None,
-             method: str | None = None, solver: str = "highs", time_limit: float | None = None, quality: bool = True,
+             method: str | None = None, solver: str | None = None, time_limit: float | None = None, quality: bool = True,
              eval_paths: int | None = None, infeasible: list | None = None) -> dict:
     """Plan A/B/C (or the pack's variants): one SAA solve per variant, checked and scored.
 
@@ -704,6 +721,7 @@ def optimize(pack: PlanningPack, *, n_samples: int | None = None, seed: SeedLike
     from peakplan.plans import Plan
 
     method = method or pack.extra.get("opt_method") or "auto"
+    solver = solver or pack.extra.get("opt_solver") or "highs"
     time_limit = time_limit if time_limit is not None else pack.extra.get("opt_time_limit")
     ss = seed_sequence(pack.seed if seed is None else seed)
     s_opt, s_eval, s_rep = ss.spawn(3)
@@ -723,7 +741,7 @@ def optimize(pack: PlanningPack, *, n_samples: int | None = None, seed: SeedLike
                        "budget": _budget(pack, variant), "forbidden": list(pack.forbidden),
                        "freeze_periods": [pack.periods[t] for t in np.flatnonzero(pack.arr("freeze"))],
                        "max_delay": pack.max_delay, "n_samples": S,
-                       "method": used, "solver_gap": res.gap if np.isfinite(res.gap) else None}
+                       "method": used, "solver": solver, "solver_gap": res.gap if np.isfinite(res.gap) else None}
         if why:
             constraints["method_why"] = why
         same = next((k for k, p in out.items() if np.allclose(p.levels, res.levels, atol=1e-6)

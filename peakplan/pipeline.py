@@ -80,7 +80,7 @@ def summary_table(cards: list[Scorecard]) -> pd.DataFrame:
 def run(scenario: str | Path, out: str | Path | None = None, *, paths: int | None = None,
         seed: int | None = None, chunk_size: int | None = None, force: bool = False,
         optimize: bool = True, opt_samples: int | None = None, opt_method: str | None = None,
-        opt_time_limit: float | None = None,
+        opt_solver: str | None = None, opt_time_limit: float | None = None,
         quality: bool = True, des: bool = True,
         workers: int = 1,
         progress: Callable[[int, int], None] | None = None) -> RunResult:
@@ -120,7 +120,7 @@ def run(scenario: str | Path, out: str | Path | None = None, *, paths: int | Non
         opt_seed = np.random.SeedSequence(root_entropy(s), spawn_key=(1,))
         failed: list[InfeasibleError] = []
         extras["plans"] = optimizer(pack, seed=opt_seed, infeasible=failed, n_samples=opt_samples, method=opt_method,
-                                   time_limit=opt_time_limit,
+                                   solver=opt_solver, time_limit=opt_time_limit,
                                    quality=quality and bool(pack.extra.get("plan_quality", True)))
         for exc in failed:
             manifest["status"] = "infeasible"

@@ -375,6 +375,35 @@ def test_satisfied_rechecks_every_bound_and_row_of_a_solved_model(tiny):
     assert opt._satisfied(m.prob)
 
 
+def test_cbc_is_selectable_from_the_api_the_scenario_and_the_cli(tiny, monkeypatch):
+    """CBC (through pulp, with no deprecated class: warnings are errors here) solves the same plans as HiGHS."""
+    from peakplan import cli, pipeline
+    from peakplan.config import Simulation
+
+    lean = tiny.replace(variants=tiny.variants[:1])
+    name = lean.variants[0].name
+    highs = opt.optimize(lean, n_samples=3, seed=2, quality=False)[name]
+    cbc = opt.optimize(lean, n_samples=3, seed=2, quality=False, solver="cbc")[name]
+    assert cbc.constraints["solver"] == "cbc" and highs.constraints["solver"] == "highs"
+    assert cbc.constraints["method"] == "extensive"
+    assert cbc.objective == pytest.approx(highs.objective, rel=1e-6)
+    # the scenario's simulation.opt_solver reaches the pack and is the default
+    from_pack = opt.optimize(lean.replace(extra={**lean.extra, "opt_solver": "cbc"}), n_samples=3, seed=2,
+                             quality=False)[name]
+    assert from_pack.constraints["solver"] == "cbc"
+    assert Simulation().opt_solver == "highs"
+    # the CLI passes --solver on to the pipeline
+    seen = {}
+
+    def fake_run(*args, **kwargs):
+        seen.update(kwargs)
+        raise opt.InputError("stop here")
+
+    monkeypatch.setattr(pipeline, "run", fake_run)
+    assert cli.main(["run", "scenario.yaml", "--out", "nowhere", "--solver", "cbc", "--quiet"]) == 2
+    assert seen["opt_solver"] == "cbc"
+
+
 def test_method_must_be_known(tiny):
     with pytest.raises(opt.InputError, match="method must be one of auto, extensive, benders; got 'dual'"):
         opt.solve_variant(tiny, tiny.variants[0], mc.sample_paths(tiny, 2, 0), method="dual")
