@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from test_recourse_series import _one, series_chains
 
 from peakplan.recourse import solve_chains, solve_flows
 from peakplan.recourse_lp import solve_chain_lp_delay, solve_chain_lp_series
@@ -20,28 +21,10 @@ POSITIVE = st.one_of(LOSS, st.floats(0.01, 10.0, allow_nan=False))
 DELTA = st.sampled_from([-3.0, -1.0, -0.5, 0.0, 0.0, 0.5, 1.0, 2.0, 5.0])
 
 
-@st.composite
-def chains(draw, n_max=3, ks=(2, 3, 4), t_max=9, values=GRID, prices=PRICE, losses=LOSS):
-    """``n`` chains of one ``T``, ``J`` and ``K``: ``(d, c, F, u, b, L, K)``, ``c``/``F`` ``[n, T, J]``."""
-    n = draw(st.integers(1, n_max))
-    T = draw(st.integers(1, t_max))
-    J = draw(st.integers(1, 3))
-    K = draw(st.sampled_from(ks))
-
-    def arr(elems, shape):
-        size = int(np.prod(shape))
-        return np.array(draw(st.lists(elems, min_size=size, max_size=size)), float).reshape(shape)
-
-    d, c, F = arr(values, (n, T)), arr(values, (n, T, J)), arr(values, (n, T, J))
-    if draw(st.booleans()):
-        F[:] = 0.0
-    u, b, L = arr(prices, (n, J)), arr(prices, (n,)), arr(losses, (n, T))
-    return d, c, F, u, b, L, K
-
-
-def _one(chain, i=0):
-    d, c, F, u, b, L, K = chain
-    return d[i], c[i], F[i], u[i], float(b[i]), L[i], K
+def chains(n_max=3, ks=(2, 3, 4), t_max=9, values=GRID, prices=PRICE, losses=LOSS):
+    """``n`` chains of one ``T``, ``J`` (1-3) and ``K``: the series-chain strategy with longer waits."""
+    return series_chains(n_max=n_max, j_min=1, j_max=3, values=values, prices=prices, losses=losses, ks=ks,
+                         t_max=t_max)
 
 
 def _scale(d, c, F, u, b, L):

@@ -25,12 +25,12 @@ DELTA = st.sampled_from([-3.0, -1.0, -0.5, 0.0, 0.0, 0.5, 1.0, 2.0, 5.0])
 
 
 @st.composite
-def series_chains(draw, n_max=1, j_min=2, j_max=3, values=GRID, prices=PRICE, losses=LOSS):
+def series_chains(draw, n_max=1, j_min=2, j_max=3, values=GRID, prices=PRICE, losses=LOSS, ks=(0, 1), t_max=8):
     """``n`` chains of one ``T``, ``J`` and ``K``: ``(d, c, F, u, b, L, K)``, ``c``/``F`` ``[n, T, J]``."""
     n = draw(st.integers(1, n_max))
-    T = draw(st.integers(1, 8))
+    T = draw(st.integers(1, t_max))
     J = draw(st.integers(j_min, j_max))
-    K = draw(st.sampled_from([0, 1]))
+    K = draw(st.sampled_from(ks))
 
     def arr(elems, shape):
         size = int(np.prod(shape))
