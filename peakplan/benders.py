@@ -4,12 +4,13 @@ The master problem is the first stage exactly as the extensive form states it (t
 ``define_first_stage`` / ``define_lever_rules`` blocks, pulp-built, solved by HiGHS through
 highspy and grown row by row); the recourse enters through cuts. Two subproblem oracles:
 
-- **chains** (:func:`solve_benders_chains`): where nothing is storable and each segment
-  has resources of its own (several in series, e.g. pickers then packers) or shares one
-  resource, loading only that one, with other segments, each path's second stage is one
-  small LP per chain (a segment, or the segments sharing a resource; any ``max_delay``),
-  solved exactly and with verified duals by
-  :func:`peakplan.recourse.solve_chains`. Every service form is covered: an expected fill
+- **chains** (:func:`solve_benders_chains`): where each segment has resources of its own
+  (several in series, e.g. pickers then packers) or shares one resource, loading only that
+  one, with other segments, and a storable segment has resources of its own, each path's
+  second stage is one small LP per chain (a segment, or the segments sharing a resource; any
+  ``max_delay``), solved exactly and with verified duals by
+  :func:`peakplan.recourse.solve_chains` (:func:`peakplan.recourse_stock.solve_stock_chains`
+  for pre-build, whose planned builds are first-stage columns of the cuts too). Every service form is covered: an expected fill
   through one multiplier per point, the quantile and CVaR bounds through a price per chain
   on its lost window units; a budget shared with flex spend through flex-spend shares in the
   master and a multiplier on flex spend. Fast: this is the method behind the scale figures
@@ -61,14 +62,14 @@ def chain_structure(pack: PlanningPack, variant: Variant, budget: float | None) 
     A chain is one segment on resources of its own (several in series: every unit served
     needs capacity on each), or several segments sharing one resource, each loading only
     that one (one stream of arrivals per segment; with ``max_delay`` >= 1 their backlog
-    costs per unit of the resource must be equal). Returns per chain its ``segments``, their
+    costs per unit of the resource must be equal). A storable segment (pre-build) is a chain
+    on resources of its own. Returns per chain its ``segments``, their
     ``stream_loads`` (units of capacity a unit of each takes: 1 for a segment on resources of
     its own, whose capacity is counted in its units), its ``resources``, their ``loads`` (1
     for a shared resource) and its name (``names``: the segments' joined by ``+``).
     """
     A = np.asarray(pack.load, float)
-    if pack.arr("storable").astype(bool).any():
-        return "a segment is storable (pre-build links periods through stock)"
+    storable = pack.arr("storable").astype(bool)
     flex = [i for i, lv in enumerate(pack.levers) if lv.kind == "flex"]
     for r in range(pack.R):
         if sum(1 for i in flex if pack.levers[i].resource == r) > 1:
@@ -101,6 +102,10 @@ def chain_structure(pack: PlanningPack, variant: Variant, budget: float | None) 
             out["loads"].append(A[g, res[g]])
             out["names"].append(names[0])
             continue
+        if storable[segs].any():
+            kept = ", ".join(pack.segments[k] for k in segs if storable[k])
+            return (f"segments {', '.join(names)} share resources and {kept} is storable (pre-build: a storable "
+                    "segment is a chain on resources of its own)")
         shared = {int(r) for k in segs for r in res[k]}
         if len(shared) > 1 or any(len(res[k]) > 1 for k in segs):
             return (f"segments {', '.join(names)} share resources {', '.join(pack.resources[r] for r in sorted(shared))}"
@@ -133,7 +138,11 @@ class ChainOracle:
     ``J`` resources enter the chain in series: capacity and flex caps ``[S, T, J]`` in units
     of the segment. Segments sharing a resource enter as streams of arrivals ``[S, T, M]``
     counted in units of the resource (demand times load; loss weights and backlog cost per
-    unit of it); lost and served units are reported in units of the segments.
+    unit of it); lost and served units are reported in units of the segments. A storable
+    segment's chain (:mod:`peakplan.recourse_stock`) has one more first-stage input, its
+    planned builds ``pb[:, g]``: row ``L + k`` of the ``levels`` the oracle takes (``k``-th
+    storable chain), last among the chain's levers; its duals ``p`` carry the build cap's
+    dual as a last column.
     """
 
     def __init__(self, pack: PlanningPack, draws: mc.Draws, structure: dict, clusters: int = 1):
@@ -170,8 +179,17 @@ class ChainOracle:
             self.flex_lever.append(np.array([next((i for i, lv in enumerate(levers) if lv.resource == r
                                                    and lv.kind == "flex"), -1) for r in self.res[g]], int))
         self.flex_on = [np.flatnonzero(f >= 0) for f in self.flex_lever]
-        self.levers_of = [np.concatenate([self.cap_levers[g], self.flex_lever[g][self.flex_on[g]]]).astype(int)
+        # storable chains (one segment each): the row of their planned builds after the L levers
+        storable = pack.arr("storable").astype(bool)
+        self.stock_segments = np.array([int(self.segs[g][0]) for g in range(G) if storable[self.segs[g]].any()], int)
+        self.stock_row = np.full(G, -1)
+        for k, g in enumerate(g for g in range(G) if storable[self.segs[g]].any()):
+            self.stock_row[g] = pack.L + k
+        self.levers_of = [np.concatenate([self.cap_levers[g], self.flex_lever[g][self.flex_on[g]]]
+                                         + ([[self.stock_row[g]]] if self.stock_row[g] >= 0 else [])).astype(int)
                           for g in range(G)]
+        self.room, self.hold, self.stock0 = (pack.arr(k).astype(float) for k in ("storage_cap", "holding_cost",
+                                                                                   "initial_stock"))
         self.unit = [np.array([levers[i].unit_cost * a if i >= 0 else 0.0
                                for i, a in zip(self.flex_lever[g], self.load[g], strict=True)]) for g in range(G)]
         self.base = np.asarray(pack.base_capacity, float)
@@ -210,9 +228,14 @@ class ChainOracle:
         return np.full(self.K, self.mu) if np.ndim(self.mu) == 0 else self.mu[self.starts]
 
     def _true(self, g: int, out: dict, idx) -> tuple[np.ndarray, np.ndarray]:
-        """Per chain: the flex spend and the true cost (penalties, backlog, flex at list price) of the flows ``out``."""
+        """Per chain: the flex spend and the true cost (penalties, backlog, flex at list price, holding) of the
+        flows ``out``."""
         spend = (out["flex"] * self.unit[g]).sum(axis=(1, 2))
         true = (out["loss"].sum(axis=1) * self.pen[g]).sum(axis=1) + spend + self.bc[g] * out["backlog"]
+        if self.stock_row[g] >= 0:
+            from peakplan.recourse_stock import STOCK_FIRST
+
+            true = true + self.hold[self.segs[g][0]] * out["stock"] - STOCK_FIRST * out["take"]
         return spend, true
 
     def _inputs(self, g: int, levels: np.ndarray, idx) -> tuple:
@@ -227,11 +250,22 @@ class ChainOracle:
         F[0][:, on] = (np.maximum(levels[self.flex_lever[g][on]], 0.0) / self.load[g][on, None]).T
         return c, np.broadcast_to(F, c.shape), self._unit(g, idx)
 
-    def _solve(self, g: int, d, c, F, u, bc, L) -> dict:
+    def _solve(self, g: int, d, c, F, u, bc, L, levels, wc: float) -> dict:
         """Chain ``g``'s LPs: ``d``, ``L`` ``[n, T, M]``; the DP for one stream and ``max_delay`` 0 or 1, else
-        successive shortest paths. ``loss`` comes back ``[n, T, M]`` in units of capacity."""
+        successive shortest paths; a storable chain's min-cost flow, its holding cost priced ``wc``, with its
+        build cap's dual as the last column of ``p``. ``loss`` comes back ``[n, T, M]`` in units of capacity."""
         from peakplan.recourse import solve_chains, solve_flows
 
+        if self.stock_row[g] >= 0:
+            from peakplan.recourse_stock import STOCK_FIRST, solve_stock_chains
+
+            k = self.segs[g][0]
+            out = solve_stock_chains(d[:, :, 0], c, F, u, bc, L[:, :, 0], self.max_delay,
+                                     np.maximum(levels[self.stock_row[g]], 0.0), self.room[k], self.stock0[k],
+                                     wc * self.hold[k], wc * STOCK_FIRST)
+            out["loss"] = out["loss"][:, :, None]
+            out["p"] = np.concatenate([out["p"], out["pb_dual"][:, :, None]], axis=2)
+            return out
         if d.shape[2] == 1 and self.max_delay <= 1:
             out = solve_chains(d[:, :, 0], c, F, u, bc, L[:, :, 0], self.max_delay)
             out["loss"] = out["loss"][:, :, None]
@@ -244,16 +278,21 @@ class ChainOracle:
         return (loss / self.sl[g]).sum(axis=2) @ weight
 
     def _grad(self, g: int, p: np.ndarray, q: np.ndarray) -> np.ndarray:
-        """``[K, nlev, T]``: per cluster, the sums of dQ/d(levels of g's levers) / S, from duals ``[S, T, J]``."""
+        """``[K, nlev, T]``: per cluster, the sums of dQ/d(levels of g's levers) / S, from duals ``[S, T, J]``
+        (``J + 1`` for a storable chain: its build cap's last)."""
         S, T = self.S, self.T
         cap_idx, pos, on = self.cap_levers[g], self.cap_pos[g], self.flex_on[g]
         grad = np.zeros((self.K, len(self.levers_of[g]), T))
+        J = len(self.res[g])
+        if self.stock_row[g] >= 0:
+            grad[:, -1] = -np.add.reduceat(p[:, :, J], self.starts, axis=0) / S
+            p = p[:, :, :J]
         if len(cap_idx):
             gp = -np.add.reduceat(p * self.factor[g], self.starts, axis=0) / S  # [K, T, J]: d/d(capacity level)
             grad[:, :len(cap_idx)] = self.sign[cap_idx][None, :, None] * np.moveaxis(gp[:, :, pos], 2, 1)
         if len(on):
             gq = -np.add.reduceat(q[:, :, on], self.starts, axis=0) / (S * self.load[g][on])  # [K, T, nf]
-            grad[:, len(cap_idx):] = np.moveaxis(gq, 2, 1)
+            grad[:, len(cap_idx):len(cap_idx) + len(on)] = np.moveaxis(gq, 2, 1)
         return grad
 
     def chains(self, g: int, levels: np.ndarray, nu: np.ndarray, idx: np.ndarray,
@@ -275,7 +314,7 @@ class ChainOracle:
         else:
             L = self.wc * self.pen[g][None, None, :] + nu[:, None, None] * self.lost_w[None, :, None] * per
             bc = self.wc * self.bc[g]
-        out = self._solve(g, self.demand[g][idx], c, F, u, bc, L)
+        out = self._solve(g, self.demand[g][idx], c, F, u, bc, L, levels, 0.0 if feasibility else self.wc)
         self.calls += n / self.S
         self.fallbacks += out["fallback"]
         lost = self._lost(g, out["loss"], self.lost_w)
@@ -288,11 +327,15 @@ class ChainOracle:
         """Per chain ``idx``, dQ/d(levels of g's levers) from its duals: ``[n, nlev, T]``."""
         cap_idx, pos, on = self.cap_levers[g], self.cap_pos[g], self.flex_on[g]
         grad = np.zeros((len(idx), len(self.levers_of[g]), self.T))
+        J = len(self.res[g])
+        if self.stock_row[g] >= 0:
+            grad[:, -1] = -p[:, :, J]
+            p = p[:, :, :J]
         if len(cap_idx):
             gp = -(p * self.factor[g][idx])[:, :, pos]  # [n, T, ncap]
             grad[:, :len(cap_idx)] = self.sign[cap_idx][None, :, None] * np.moveaxis(gp, 2, 1)
         if len(on):
-            grad[:, len(cap_idx):] = np.moveaxis(-qf[:, :, on] / self.load[g][on], 2, 1)
+            grad[:, len(cap_idx):len(cap_idx) + len(on)] = np.moveaxis(-qf[:, :, on] / self.load[g][on], 2, 1)
         return grad
 
     def path_grad(self, g: int, p: np.ndarray, qf: np.ndarray, idx: np.ndarray) -> np.ndarray:
@@ -326,7 +369,7 @@ class ChainOracle:
             extra = (lam * S) * self.w[:, None, None] * self.window[None, :, None] * per
             L, bc = self.wc * self.pen[g][None, None, :] + extra, self.wc * self.bc[g]
         out = self._solve(g, self.demand[g], c, F, u, bc, np.ascontiguousarray(np.broadcast_to(
-            L, self.demand[g].shape)))
+            L, self.demand[g].shape)), levels, 0.0 if feasibility else self.wc)
         self.calls += 1
         self.fallbacks += out["fallback"]
         loss = out["loss"]
@@ -680,7 +723,7 @@ def solve_benders_chains(pack: PlanningPack, draws: mc.Draws, variant: Variant, 
                                         ramp=ramp, time_limit=None if time_limit is None else
                                         0.25 * max(0.0, deadline - time.perf_counter()))
         if first.status in (SolveStatus.OPTIMAL, SolveStatus.TIME_LIMIT) and np.isfinite(first.objective):
-            start = first.levels
+            start = np.vstack([first.levels, first.prebuild[:, np.flatnonzero(pack.arr("storable").astype(bool))].T])
     if clusters is None:
         clusters = (8 if S < 5000 else 32) * max(1, 8 // G)  # about 64 (256 from 5,000 paths) cost columns
     oracle = ChainOracle(pack, draws, structure, clusters)
@@ -706,7 +749,7 @@ def solve_benders_chains(pack: PlanningPack, draws: mc.Draws, variant: Variant, 
         kappa = (1 - variant.target) * d_win
     base = float((np.asarray(pack.capacity_cost) * pack.base_capacity).sum())
     lever = det["rent"] + det["orders"] - det["saving"]
-    tie_vars = [v for (i, _), v in m.y.items() if pack.levers[i].kind == "flex"]
+    tie_vars = [v for (i, _), v in m.y.items() if pack.levers[i].kind == "flex"] + list(m.pb.values())
     m.prob += base + lever + pulp.lpSum(theta.values()) + 1e-6 * pulp.lpSum(tie_vars)
     if with_service:
         m.prob += pulp.lpSum(sigma.values()) >= need, "service_expected"
@@ -725,7 +768,10 @@ def solve_benders_chains(pack: PlanningPack, draws: mc.Draws, variant: Variant, 
     opts.buildSolverModel(m.prob)
     h = m.prob.solverModel
     offset = float(m.prob.objective.constant)  # pulp does not pass the constant to HiGHS
-    y_idx = np.array([[m.y[i, t].index for t in range(pack.T)] for i in range(pack.L)], int)
+    # first-stage rows the oracle sees: the levers' levels, then the storable chains' planned builds
+    y_idx = np.array([[m.y[i, t].index for t in range(pack.T)] for i in range(pack.L)]
+                     + [[m.pb[t, g].index for t in range(pack.T)] for g in oracle.stock_segments], int)
+    n_lev = pack.L
     th_idx = np.array([[theta[g, k].index for k in range(K)] for g in range(G)], int)
     sg_idx = np.array([[sigma[g, k].index for k in range(K)] for g in range(G)], int) if with_service else None
     ph_idx = np.array([[phi[g, k].index for k in range(K)] for g in range(G)], int) if with_budget else None
@@ -1055,6 +1101,7 @@ def solve_benders_chains(pack: PlanningPack, draws: mc.Draws, variant: Variant, 
             push = np.zeros(len(base_cost))
             for i, lv in enumerate(pack.levers):
                 push[y_idx[i]] = 1.0 if lv.kind == "release" else -1.0
+            push[y_idx[n_lev:]] = -1.0  # and every planned build
             h.changeColsCost(len(push), np.arange(len(push), dtype=np.int32), push)
             col, _ = master()
             h.changeColsCost(len(base_cost), np.arange(len(base_cost), dtype=np.int32), base_cost)
@@ -1066,7 +1113,10 @@ def solve_benders_chains(pack: PlanningPack, draws: mc.Draws, variant: Variant, 
             if col is not None:
                 seed(col)
         if start is not None:  # a full first-stage column at the start levels: the master with y fixed there
-            col = solve_fixed(y_idx.ravel(), np.asarray(start, float).ravel())
+            start = np.asarray(start, float)
+            if len(start) < len(y_idx):  # lever levels alone: no planned builds
+                start = np.vstack([start, np.zeros((len(y_idx) - len(start), pack.T))])
+            col = solve_fixed(y_idx.ravel(), start.ravel())
             if col is not None:
                 seed(col)
                 if alpha is None and core is not None and np.array_equal(core, col):
@@ -1126,7 +1176,7 @@ def solve_benders_chains(pack: PlanningPack, draws: mc.Draws, variant: Variant, 
     except _OutOfTime:  # the limit passed inside an iteration: stop with the best plan so far
         status = SolveStatus.TIME_LIMIT
     secs = time.perf_counter() - t0
-    levels = np.zeros((pack.L, pack.T))
+    levels = np.zeros((len(y_idx), pack.T))
     obj = float("nan")
     plan = None  # (point, cost, flex spend): the best plan found, if any keeps to the budget
     if best is not None and np.isfinite(ub) and ub_over <= budget_tol:
@@ -1139,6 +1189,9 @@ def solve_benders_chains(pack: PlanningPack, draws: mc.Draws, variant: Variant, 
     elif status is SolveStatus.OPTIMAL:  # no point met the target: the master converged on an unreachable one
         status = SolveStatus.INFEASIBLE
     levels = np.where(np.abs(levels) < 1e-7, 0.0, levels)
+    prebuild = np.zeros((pack.T, pack.G))
+    prebuild[:, oracle.stock_segments] = levels[n_lev:].T
+    levels = levels[:n_lev]
     gap_out = max(0.0, (obj - lb) / max(abs(obj), 1.0)) if np.isfinite(obj) and np.isfinite(lb) else float("nan")
     if relaxed_obj is not None and np.isfinite(obj):
         gap_out = max(gap_out, (obj - relaxed_obj) / max(abs(obj), 1.0))
@@ -1146,7 +1199,7 @@ def solve_benders_chains(pack: PlanningPack, draws: mc.Draws, variant: Variant, 
             "links": [],
             "subproblem": "chains", "oracle_calls": oracle.calls, "lp_fallbacks": oracle.fallbacks, "cuts": n_cuts,
             "clusters": K, "multiplier": lam, "slack": 0.0}
-    return SolveResult(status, obj, levels, np.zeros((pack.T, pack.G)), secs, "highs-benders", gap_out), info
+    return SolveResult(status, obj, levels, prebuild, secs, "highs-benders", gap_out), info
 
 
 def solve_benders(pack: PlanningPack, draws: mc.Draws, variant: Variant, budget: float | None = None, *,

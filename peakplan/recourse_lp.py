@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["solve_chain_lp_delay", "solve_chain_lp_series"]
+__all__ = ["solve_chain_lp_delay", "solve_chain_lp_series", "solve_chain_lp_stock"]
 
 
 def _inputs(d, c, F, u, b, L) -> tuple:
@@ -167,3 +167,80 @@ def solve_chain_lp_delay(d, c, F, u, b: float, L, K: int) -> dict:
     if not streams:
         out["loss"], out["by_age"] = loss[:, 0], by_age[:, 0]
     return out
+
+
+def solve_chain_lp_stock(d, c, F, u, b: float, L, K: int, pb, room: float, s0: float, h: float,
+                         eps: float = 1e-5) -> dict:
+    """One storable chain by HiGHS: :func:`solve_chain_lp_delay` with pre-build and stock.
+
+    Columns ``x_tj`` (arrival ``t`` served in ``t + j``), ``v_si``, ``take_s`` (served in ``s``
+    from the stock held at the end of ``s - 1``) and ``build_s <= pb_s`` (built into stock
+    in ``s``, on the capacity of ``s``), as :func:`peakplan.optimize.define_second_stage`
+    writes them, with ``stock_s = s0 + sum_{q <= s} (build_q - take_q)``::
+
+        min  sum_t r_t d_t + sum_tj (b j - r_t) x_tj + sum_si u_i v_si + h sum_s stock_s - eps sum_s take_s
+        s.t. sum_j x_tj <= d_t                                  arrival t
+             served_s - take_s + build_s - v_si <= c_si         (p_si)  capacity of resource i in s
+             take_s <= served_s,   take_s <= stock_{s-1},   stock_s <= room
+             0 <= v_si <= F_si (q_si),   0 <= build_s <= pb_s
+
+    The reference and the fallback of :func:`peakplan.recourse_stock.solve_stock_chains`.
+    Returns its outputs: ``cost``, ``backlog``, ``stock`` (unit-periods held), ``take``,
+    ``loss``, ``by_age``, ``flex``, ``p``, ``q`` and ``pb_dual`` (``dQ/dpb_s = -pb_dual_s``).
+    """
+    import scipy.sparse as sp
+    from scipy.optimize import linprog
+
+    if int(K) != K or K < 0:
+        raise ValueError(f"max_delay must be a whole number >= 0, got {K}")
+    K = int(K)
+    d, c, F, u, b, L = _inputs(d, c, F, u, b, L)
+    pb = np.asarray(pb, float).reshape(-1)
+    T, J = c.shape
+    t_of, j_of = (a.ravel() for a in np.meshgrid(np.arange(T), np.arange(K + 1), indexing="ij"))
+    keep = t_of + j_of < T
+    t_of, j_of = t_of[keep], j_of[keep]
+    s_of = t_of + j_of
+    nx, nv = len(t_of), T * J
+    wait = np.minimum(K, T - np.arange(T))
+    r = b * wait + L
+    left = T - np.arange(T)  # periods a unit built (or not taken) in s is held from s on
+    # columns: x (nx), v (nv), take (T), build (T)
+    ox, ov, ot, ob = 0, nx, nx + nv, nx + nv + T
+    obj = np.concatenate([b * j_of - r[t_of], np.tile(u, T), -eps - h * left, h * left])
+    # rows: arrival t (0..T-1), capacity (s, i) (from rc_), take <= served (rs), take <= stock before (rb), room (rr)
+    rc_, rs, rb, rr = T, T + nv, T + nv + T, T + nv + 2 * T
+    tri = np.tril_indices(T)  # (s, q) with q <= s
+    low = np.tril_indices(T, -1)  # q < s
+    rows = [t_of, rs + s_of]
+    cols = [ox + np.arange(nx), ox + np.arange(nx)]
+    vals = [np.ones(nx), -np.ones(nx)]
+    for i in range(J):
+        rows += [rc_ + s_of * J + i, rc_ + np.arange(T) * J + i, rc_ + np.arange(T) * J + i,
+                 rc_ + np.arange(T) * J + i]
+        cols += [ox + np.arange(nx), ot + np.arange(T), ob + np.arange(T), ov + np.arange(T) * J + i]
+        vals += [np.ones(nx), -np.ones(T), np.ones(T), -np.ones(T)]
+    rows += [rs + np.arange(T), rb + np.arange(T), rb + low[0], rb + low[0], rr + tri[0], rr + tri[0]]
+    cols += [ot + np.arange(T), ot + np.arange(T), ot + low[1], ob + low[1], ob + tri[1], ot + tri[1]]
+    vals += [np.ones(T), np.ones(T), np.ones(len(low[0])), -np.ones(len(low[0])), np.ones(len(tri[0])),
+             -np.ones(len(tri[0]))]
+    A = sp.csr_matrix((np.concatenate(vals), (np.concatenate(rows), np.concatenate(cols))),
+                      shape=(T + nv + 3 * T, nx + nv + 2 * T))
+    rhs = np.concatenate([d, c.reshape(-1), np.zeros(T), np.full(T, s0), np.full(T, room - s0)])
+    bounds = ([(0, None)] * nx + [(0, float(f)) for f in F.reshape(-1)] + [(0, None)] * T
+              + [(0, float(x)) for x in pb])
+    res = linprog(obj, A_ub=A, b_ub=rhs, bounds=bounds, method="highs")
+    if res.status != 0:
+        raise RuntimeError(f"storable chain LP: {res.message}")
+    by_age = np.zeros((T, K + 1))
+    by_age[t_of, j_of] = res.x[:nx]
+    v = res.x[ov:ot].reshape(T, J)
+    take, build = res.x[ot:ob], res.x[ob:]
+    loss = np.maximum(d - by_age.sum(axis=1), 0.0)
+    p = -res.ineqlin.marginals[rc_:rs].reshape(T, J)
+    rcost = res.lower.marginals + res.upper.marginals  # see solve_chain_lp_series
+    stock = s0 + np.cumsum(build - take)
+    return {"cost": res.fun + float((r * d).sum()) + h * T * s0, "loss": loss, "by_age": by_age, "flex": v,
+            "p": p, "q": np.maximum(-rcost[ov:ot], 0.0).reshape(T, J), "pb_dual": np.maximum(-rcost[ob:], 0.0),
+            "backlog": float((j_of * res.x[:nx]).sum() + (wait * loss).sum()), "stock": float(stock.sum()),
+            "take": float(take.sum())}

@@ -108,7 +108,9 @@ def _check_against_linprog(pack, draws, variant, res, info, budget=None):
     assert res.objective == pytest.approx(best, rel=1e-6)
     assert info["lower_bound"] <= best + 1e-6 * abs(best)
     # the returned plan is feasible and its exact SAA cost is the reported objective
-    fixed = linprog_optimum(model.prob, fix={v.name: float(res.levels[i, t]) for (i, t), v in model.y.items()})
+    fix = {v.name: float(res.levels[i, t]) for (i, t), v in model.y.items()}
+    fix.update({v.name: float(res.prebuild[t, g]) for (t, g), v in model.pb.items()})  # planned builds too
+    fixed = linprog_optimum(model.prob, fix=fix)
     assert fixed is not None
     assert fixed == pytest.approx(res.objective, rel=1e-6)
     return best
@@ -478,7 +480,9 @@ def test_chain_structure_accepts_synthetic_and_names_what_breaks_it():
     for K in (0, 2, 5):  # any max_delay
         assert isinstance(chain_structure(pack.replace(max_delay=K), NONE, None), dict)
     stock = pack.replace(storable=np.array([False, True, False]), storage_cap=np.array([0.0, 10.0, 0.0]))
-    assert "storable" in chain_structure(stock, NONE, None)
+    assert isinstance(chain_structure(stock, NONE, None), dict)  # a storable segment on a resource of its own
+    stock_shared = stock.replace(load=np.array([[1.0, 0.0, 0.0], [1.0, 0.0, 0.0], [0.0, 0.0, 1.0]]))
+    assert "s0, s1 share resources and s1 is storable" in chain_structure(stock_shared, NONE, None)
     # two segments on one resource: one chain, a stream each (capacity counted in the resource's units)
     shared = pack.replace(load=np.array([[1.0, 0.0, 0.0], [0.5, 0.0, 0.0], [0.0, 0.0, 1.0]]),
                           backlog_cost=np.array([1.0, 0.5, 1.0]))
@@ -506,9 +510,10 @@ def test_chains_on_an_ineligible_pack_raise_and_auto_falls_back():
     with pytest.raises(ValueError, match="chain subproblem does not apply: segments .* share resources"):
         solve_benders(tiny, draws, NONE, subproblem="chains")
     pack = examples.synthetic_pack(4, 1)
-    stock = pack.replace(storable=np.array([True]), storage_cap=np.array([10.0]))
-    with pytest.raises(ValueError, match="does not apply: a segment is storable"):
-        solve_benders(stock, mc.sample_paths(pack, 2, 0), NONE, subproblem="chains")
+    two = examples.synthetic_pack(4, 1, G=2)
+    stock = two.replace(storable=np.array([True, False]), storage_cap=np.array([10.0, 0.0]))
+    with pytest.raises(ValueError, match="does not apply: segments s0, s1 share resources and s0 is storable"):
+        solve_benders(stock, mc.sample_paths(stock, 2, 0), NONE, subproblem="chains")
     with pytest.raises(ValueError, match="subproblem must be"):
         solve_benders(pack, mc.sample_paths(pack, 2, 0), NONE, subproblem="dp")
     _, info = solve_benders(pack, mc.sample_paths(pack, 2, 0), NONE)
@@ -547,12 +552,14 @@ def test_plans_say_which_method_solved_them_and_why_auto_fell_back():
     plan = opt.optimize(pack, n_samples=3, seed=1, quality=False)["A"]
     assert plan.constraints["method"] == "benders" and "method_why" not in plan.constraints
     assert "by the L-shaped method." in _solve_line(plan)
-    stock = pack.replace(storable=np.array([True]), storage_cap=np.array([10.0]))
+    stock = examples.synthetic_pack(4, 1, G=2).replace(variants=(lean,), storable=np.array([True, False]),
+                                                       storage_cap=np.array([10.0, 0.0]))
     plan = opt.optimize(stock, n_samples=3, seed=1, quality=False)["A"]
     assert plan.constraints["method"] == "extensive"
-    assert plan.constraints["method_why"] == "the chain subproblem does not apply: a segment is storable (pre-build " \
-                                             "links periods through stock)"
-    assert "by the extensive form (the chain subproblem does not apply: a segment is storable" in _solve_line(plan)
+    assert plan.constraints["method_why"] == ("the chain subproblem does not apply: segments s0, s1 share resources "
+                                              "and s0 is storable (pre-build: a storable segment is a chain on "
+                                              "resources of its own)")
+    assert "by the extensive form (the chain subproblem does not apply: segments s0, s1 share" in _solve_line(plan)
     assert opt._resolve(pack, lean, "auto", "cbc") == ("extensive", "the L-shaped method drives HiGHS, and the "
                                                                     "solver is cbc")
     plan = opt.optimize(stock, n_samples=3, seed=1, quality=False, method="extensive")["A"]

@@ -1,0 +1,398 @@
+"""Exact second stage for a chain whose goods can be pre-built into stock: a min-cost flow.
+
+A storable segment on resources of its own (one resource, or ``J`` in series) is one chain
+per path, as in :mod:`peakplan.recourse`, with four more inputs: the planned build cap
+``pb_t`` (first stage: at most ``pb_t`` units built into stock in ``t``), the stock room
+``W`` (units held at the end of a period), the initial stock ``s0`` and the holding cost
+``h`` per unit and period. :func:`peakplan.optimize.define_second_stage` serves stock
+first (a bonus ``eps`` = 1e-5 a unit taken) from what was held at the end of the previous
+period; a build uses capacity in its own period and is held from the end of it.
+
+Arrival ``t`` served in ``s`` (``t <= s <= t + K``) or lost links periods forwards; stock
+links them backwards, so the chain is no longer a telescoping path problem
+(:func:`peakplan.recourse._chain_flow`) but a general min-cost flow on ``5 T + 3`` nodes,
+in the direction of demand (arrival -> where it is served -> the capacity that serves it)::
+
+    A_t -> Z                 lost: b min(K, T - t) + L_t
+    A_t -> Q_s               served in s = t..t+K: b (s - t)
+    Q_s -> C_s               from capacity
+    Q_s -> Hin_{s-1}         from stock (Hin_{-1} = I0): -eps
+    Hin_s -> Hout_s          held at the end of s: h, at most W
+    Hout_s -> Hin_{s-1}      held longer (Hout_0 -> I0)
+    Hout_s -> C_s            built in s: at most pb_s
+    C_s -> Z                 the capacity pieces of :func:`peakplan.recourse._tiers`
+
+The initial stock is a circulation set up front, ``Z -> END -> Hin_{T-1} -> ... -> Hout_0
+-> I0 -> Z`` (``s0`` units held to the horizon, at ``h T s0``); taking a unit of it in
+``s`` sends flow back up the chain from ``Hin_{s-1}`` to ``END`` and ``Z``, which frees
+the room it held and saves ``h (T - s)``. ``I0 -> Z`` is fixed at ``s0`` (no reverse arc),
+so the stock cannot be thrown away.
+
+Successive shortest paths with node potentials and Dijkstra (Ahuja, Magnanti & Orlin 1993,
+ch. 9), arrivals in decreasing value; the first potentials by Bellman-Ford (the take and
+the circulation's reverse arcs cost less than nothing). The final potentials ``pi`` price
+everything: capacity in ``s`` is worth ``mu_s = pi_Z - pi_{C_s}`` (split over the resources
+by :func:`peakplan.recourse._split`), a unit more build cap in ``s`` ``pi_{C_s} -
+pi_{Hout_s}`` where positive. Each chain checks complementary slackness on every residual
+arc and strong duality (1e-9) and reports failure instead of a wrong cut; the caller then
+solves it by HiGHS (:func:`peakplan.recourse_lp.solve_chain_lp_stock`).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import njit
+
+from peakplan.recourse import _split, _tiers
+
+__all__ = ["solve_stock_chains"]
+
+_INF = np.inf
+#: the bonus per unit served from stock, as in :func:`peakplan.optimize.define_second_stage`
+STOCK_FIRST = 1e-5
+
+
+@njit(cache=True, nogil=True, error_model="numpy", inline="always")
+def _arc(ne, frm, to, cap, cost, first, nxt, u, v, c, w):
+    """Add arc ``u -> v`` (capacity ``c``, cost ``w``) and its reverse; returns the next free arc index."""
+    frm[ne] = u
+    to[ne] = v
+    cap[ne] = c
+    cost[ne] = w
+    nxt[ne] = first[u]
+    first[u] = ne
+    frm[ne + 1] = v
+    to[ne + 1] = u
+    cap[ne + 1] = 0.0
+    cost[ne + 1] = -w
+    nxt[ne + 1] = first[v]
+    first[v] = ne + 1
+    return ne + 2
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def _stock_chain(d, c, F, u, b, L, K, pb, room, s0, h, eps, x, out_v, out_loss, out_p, out_q, out_pb,
+                 c0, tw, tp, nt, wt, order, frm, to, cap, cost, first, nxt, pot, dist, par, done, seen, settled, hk, hv,
+                 tot):
+    """One storable chain; returns ``(cost, backlog, stock, take, ok)``.
+
+    ``x[t, j]``: arrival ``t`` served in ``t + j``; ``out_pb[t]``: the value of a unit more build
+    cap in ``t`` (``dQ/dpb_t = -out_pb[t]``); ``stock`` is the unit-periods held (the initial stock
+    included), ``take`` the units served from stock. The rest is scratch.
+    """
+    T = d.shape[0]
+    J = c.shape[1]
+    _tiers(c, F, u, c0, tw, tp, nt, wt, order)
+    scale = 1.0 + s0 + room
+    for t in range(T):
+        scale = max(scale, c0[t] + wt[t], d[t], pb[t])
+    tol = 1e-12 * scale
+    if s0 > room + tol:  # the initial stock does not fit: the LP decides what must be taken at once
+        return 0.0, 0.0, 0.0, 0.0, False
+    A, Q, HI, HO, CN = 0, T, 2 * T, 3 * T, 4 * T
+    Z, END, I0 = 5 * T, 5 * T + 1, 5 * T + 2
+    N = 5 * T + 3
+    for n in range(N):
+        first[n] = -1
+    ne = 0
+    for t in range(T):
+        ne = _arc(ne, frm, to, cap, cost, first, nxt, A + t, Z, _INF, b * min(K, T - t) + L[t])
+        for j in range(K + 1):
+            if t + j < T:
+                ne = _arc(ne, frm, to, cap, cost, first, nxt, A + t, Q + t + j, _INF, b * j)
+    e_take = ne
+    for s in range(T):
+        ne = _arc(ne, frm, to, cap, cost, first, nxt, Q + s, CN + s, _INF, 0.0)
+        ne = _arc(ne, frm, to, cap, cost, first, nxt, Q + s, HI + s - 1 if s > 0 else I0, _INF, -eps)
+        # held longer before room: a pass of Bellman-Ford below then carries the circulation's
+        # reverse arcs up the whole chain
+        ne = _arc(ne, frm, to, cap, cost, first, nxt, HO + s, HI + s - 1 if s > 0 else I0, _INF, 0.0)
+        ne = _arc(ne, frm, to, cap, cost, first, nxt, HI + s, HO + s, room, h)
+        ne = _arc(ne, frm, to, cap, cost, first, nxt, HO + s, CN + s, pb[s], 0.0)
+    e_piece = ne
+    for s in range(T):
+        ne = _arc(ne, frm, to, cap, cost, first, nxt, CN + s, Z, c0[s], 0.0)
+        for k in range(nt[s]):
+            ne = _arc(ne, frm, to, cap, cost, first, nxt, CN + s, Z, tw[s, k], tp[s, k])
+    e_circ = ne
+    ne = _arc(ne, frm, to, cap, cost, first, nxt, Z, END, s0, 0.0)
+    ne = _arc(ne, frm, to, cap, cost, first, nxt, END, HI + T - 1, _INF, 0.0)
+    ne = _arc(ne, frm, to, cap, cost, first, nxt, I0, Z, s0, 0.0)
+    E = ne
+    if s0 > 0.0:  # the circulation: s0 held to the horizon, every arc on it at s0
+        for e in range(e_take, e_piece, 10):  # per period: from capacity, take, held longer, room, build
+            for off in (4, 6):
+                cap[e + off] -= s0
+                cap[e + off + 1] += s0
+        cap[e_circ] -= s0
+        cap[e_circ + 1] += s0
+        cap[e_circ + 2] -= s0
+        cap[e_circ + 3] += s0
+        cap[e_circ + 4] -= s0
+    cap[e_circ + 5] = 0.0  # I0 -> Z is fixed at s0: no reverse
+    # first potentials: Bellman-Ford from a root joined to every node at cost 0
+    for n in range(N):
+        pot[n] = 0.0
+    for _ in range(N + 1):
+        changed = False
+        for e in range(E):
+            if cap[e] > tol and pot[frm[e]] + cost[e] < pot[to[e]] - 1e-15 * max(1.0, abs(pot[to[e]])):
+                pot[to[e]] = pot[frm[e]] + cost[e]
+                changed = True
+        if not changed:
+            break
+    if changed:
+        return 0.0, 0.0, 0.0, 0.0, False
+    # arrivals by value (what losing one costs, counted from its arrival): the most valuable first
+    kv = np.empty(T)
+    for t in range(T):
+        kv[t] = b * min(K, T - t) + L[t] + b * t
+    order_t = np.argsort(-kv, kind="mergesort")
+    steps = 0
+    limit = 16 * E + 64
+    stamp = 0
+    for n in range(N):
+        seen[n] = 0
+        done[n] = 0
+    for o in range(T):
+        src = A + order_t[o]
+        rem = d[order_t[o]]
+        while rem > tol:
+            steps += 1
+            if steps > limit:
+                return 0.0, 0.0, 0.0, 0.0, False
+            # Dijkstra on reduced costs from src, stopped when Z is settled
+            stamp += 1
+            nset = 0
+            seen[src] = stamp
+            dist[src] = 0.0
+            par[src] = -1
+            hk[0] = 0.0
+            hv[0] = src
+            size = 1
+            while size > 0:
+                key = hk[0]
+                n = hv[0]
+                size -= 1
+                if size > 0:  # sift the last entry down from the root
+                    lk, lv = hk[size], hv[size]
+                    i = 0
+                    while True:
+                        ch = 2 * i + 1
+                        if ch >= size:
+                            break
+                        if ch + 1 < size and hk[ch + 1] < hk[ch]:
+                            ch += 1
+                        if hk[ch] >= lk:
+                            break
+                        hk[i] = hk[ch]
+                        hv[i] = hv[ch]
+                        i = ch
+                    hk[i] = lk
+                    hv[i] = lv
+                if done[n] == stamp or key > dist[n]:
+                    continue
+                done[n] = stamp
+                settled[nset] = n
+                nset += 1
+                if n == Z:
+                    break
+                e = first[n]
+                while e >= 0:
+                    if cap[e] > tol:
+                        m = to[e]
+                        if done[m] != stamp:
+                            nd = key + max(0.0, cost[e] + pot[n] - pot[m])
+                            if seen[m] != stamp or nd < dist[m]:
+                                seen[m] = stamp
+                                dist[m] = nd
+                                par[m] = e
+                                if m == Z and nd <= key:  # nothing left in the heap is nearer: Z is settled
+                                    done[Z] = stamp
+                                    settled[nset] = Z
+                                    nset += 1
+                                    break
+                                i = size  # sift up
+                                size += 1
+                                while i > 0:
+                                    pi_ = (i - 1) // 2
+                                    if hk[pi_] <= nd:
+                                        break
+                                    hk[i] = hk[pi_]
+                                    hv[i] = hv[pi_]
+                                    i = pi_
+                                hk[i] = nd
+                                hv[i] = m
+                    e = nxt[e]
+                if done[Z] == stamp:
+                    break
+            if done[Z] != stamp:
+                return 0.0, 0.0, 0.0, 0.0, False
+            delta = rem
+            n = Z
+            while n != src:
+                e = par[n]
+                delta = min(delta, cap[e])
+                n = frm[e]
+            n = Z
+            while n != src:
+                e = par[n]
+                cap[e] -= delta
+                cap[e ^ 1] += delta
+                n = frm[e]
+            # potentials += min(dist, dist_Z): only the settled nodes move relative to the rest
+            dz = dist[Z]
+            for k in range(nset):
+                pot[settled[k]] += dist[settled[k]] - dz
+            rem -= delta
+    # flows (a reverse arc's residual capacity is its arc's flow)
+    backlog = 0.0
+    total = 0.0
+    e = 0
+    for t in range(T):
+        out_loss[t] = cap[e + 1]
+        backlog += min(K, T - t) * cap[e + 1]
+        total += L[t] * cap[e + 1]
+        e += 2
+        for j in range(K + 1):
+            if t + j < T:
+                x[t, j] = cap[e + 1]
+                backlog += j * cap[e + 1]
+                e += 2
+            else:
+                x[t, j] = 0.0
+    stock = 0.0
+    take = 0.0
+    for s in range(T):
+        e = e_take + 10 * s
+        take += cap[e + 3]
+        stock += cap[e + 7]
+    e = e_piece
+    for s in range(T):
+        tot[s] = cap[e + 1]
+        e += 2
+        for _k in range(nt[s]):
+            tot[s] += cap[e + 1]
+            e += 2
+    for s in range(T):
+        used = min(max(tot[s] - c0[s], 0.0), wt[s])
+        top = c0[s] + used
+        for jr in range(J):
+            out_v[s, jr] = min(max(top - c[s, jr], 0.0), F[s, jr]) if J > 1 else used
+            total += u[jr] * out_v[s, jr]
+    total += b * backlog + h * stock - eps * take
+    # certificate: every residual arc non-negative at the final prices, then strong duality
+    ctol = 1e-9 * max(1.0, abs(pot[Z] - pot[A]))
+    for t in range(T):
+        ctol = max(ctol, 1e-9 * abs(pot[Z] - pot[A + t]))
+    for e in range(E):
+        if e == e_circ + 5:
+            continue
+        if cap[e] > tol and cost[e] + pot[frm[e]] - pot[to[e]] < -ctol:
+            return total, backlog, stock, take, False
+    dual = 0.0
+    for t in range(T):
+        dual += d[t] * (pot[Z] - pot[A + t])
+    for s in range(T):
+        e = e_take + 10 * s
+        dual -= room * max(0.0, pot[HO + s] - pot[HI + s] - h)  # room arc's multiplier
+        out_pb[s] = max(0.0, pot[CN + s] - pot[HO + s])
+        dual -= pb[s] * out_pb[s]
+        mu = max(0.0, pot[Z] - pot[CN + s])
+        good, term = _split(s, mu, tot[s], c, F, u, out_v, out_p, out_q, tol)
+        if not good:
+            return total, backlog, stock, take, False
+        dual -= term
+    dual -= s0 * max(0.0, pot[END] - pot[Z])  # Z -> END at its capacity
+    dual += s0 * (pot[I0] - pot[Z])  # I0 -> Z fixed at s0
+    ok = abs(dual - total) <= 1e-9 * max(1.0, abs(total)) + 1e-9 * scale
+    return total, backlog, stock, take, ok
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def _solve_all_stock(d, c, F, u, b, L, K, pb, room, s0, h, eps, cost, backlog, stock, take, ok, x, v, loss, p, q,
+                     qpb):
+    C, T = d.shape
+    J = c.shape[2]
+    c0 = np.zeros(T)
+    tw = np.zeros((T, J))
+    tp = np.zeros((T, J))
+    nt = np.zeros(T, np.int64)
+    wt = np.zeros(T)
+    order = np.zeros(J, np.int64)
+    E = 2 * (T * (K + 2) + 5 * T + T * (J + 1) + 3)
+    N = 5 * T + 3
+    frm = np.zeros(E, np.int64)
+    to = np.zeros(E, np.int64)
+    cap = np.zeros(E)
+    cst = np.zeros(E)
+    first = np.zeros(N, np.int64)
+    nxt = np.zeros(E, np.int64)
+    pot = np.zeros(N)
+    dist = np.zeros(N)
+    par = np.zeros(N, np.int64)
+    done = np.zeros(N, np.int64)
+    seen = np.zeros(N, np.int64)
+    settled = np.zeros(N, np.int64)
+    hk = np.zeros(E + N)
+    hv = np.zeros(E + N, np.int64)
+    tot = np.zeros(T)
+    for i in range(C):
+        r = _stock_chain(d[i], c[i], F[i], u[i], b[i], L[i], K, pb[i], room[i], s0[i], h[i], eps[i], x[i], v[i],
+                         loss[i], p[i], q[i], qpb[i], c0, tw, tp, nt, wt, order, frm, to, cap, cst, first, nxt, pot,
+                         dist, par, done, seen, settled, hk, hv, tot)
+        cost[i], backlog[i], stock[i], take[i], ok[i] = r
+
+
+def solve_stock_chains(d, c, F, u, b, L, K: int, pb, room, s0, h, eps=STOCK_FIRST, fallback: bool = True) -> dict:
+    """Solve ``C`` storable chains; returns flows, costs and duals.
+
+    ``d``, ``L``, ``pb``: ``[C, T]``; ``c``, ``F``: ``[C, T, J]`` (``J`` resources in series);
+    ``u``: ``[C, J]`` or broadcast; ``b``, ``room``, ``s0``, ``h``, ``eps``: ``[C]`` or scalars;
+    ``K`` = ``max_delay``. All in units of the segment. With ``fallback``, a chain whose
+    certificate fails is re-solved by HiGHS (:func:`peakplan.recourse_lp.solve_chain_lp_stock`).
+
+    Returns ``cost``, ``backlog`` (unit-periods waited, lost units included), ``stock``
+    (unit-periods held), ``take`` (units served from stock), ``ok``, all ``[C]``; ``loss``
+    ``[C, T]``; ``by_age`` ``[C, T, K + 1]``; ``flex``, ``p``, ``q`` ``[C, T, J]``; ``pb_dual``
+    ``[C, T]`` (``dQ/dpb = -pb_dual``); ``fallback`` (how many chains went to HiGHS).
+    """
+    if int(K) != K or K < 0:
+        raise ValueError(f"chains need a whole max_delay >= 0, got {K}")
+    K = int(K)
+    d = np.require(np.asarray(d, float), requirements=["C", "W"])
+    if d.ndim != 2:
+        raise ValueError(f"d must be [C, T], got shape {d.shape}")
+    C, T = d.shape
+    J = np.shape(c)[-1]
+
+    def full(x, shape):
+        return np.require(np.broadcast_to(np.asarray(x, float), shape), requirements=["C", "W"])
+
+    c, F, u = full(c, (C, T, J)), full(F, (C, T, J)), full(u, (C, J))
+    L, pb = full(L, (C, T)), full(pb, (C, T))
+    b, room, s0, h, eps = (full(x, (C,)) for x in (b, room, s0, h, eps))
+    if not all(np.isfinite(x).all() for x in (d, c, F, u, b, L, pb, room, s0, h, eps)):
+        raise ValueError("storable chains need finite demand, capacity, caps and prices")
+    if any(np.any(x < 0) for x in (d, c, F, u, pb, room, s0, h, eps)):
+        raise ValueError("storable chains need non-negative demand, capacity, caps, stock and prices")
+    out = {k: np.zeros(C) for k in ("cost", "backlog", "stock", "take")}
+    out["ok"] = np.zeros(C, bool)
+    out["loss"], out["pb_dual"] = np.zeros((C, T)), np.zeros((C, T))
+    out["by_age"] = np.zeros((C, T, K + 1))
+    out.update({k: np.zeros((C, T, J)) for k in ("flex", "p", "q")})
+    _solve_all_stock(d, c, F, u, b, L, K, pb, room, s0, h, eps, out["cost"], out["backlog"], out["stock"],
+                     out["take"], out["ok"], out["by_age"], out["flex"], out["loss"], out["p"], out["q"],
+                     out["pb_dual"])
+    bad = np.flatnonzero(~out["ok"]) if fallback else np.zeros(0, int)
+    for i in bad:
+        from peakplan.recourse_lp import solve_chain_lp_stock
+
+        ref = solve_chain_lp_stock(d[i], c[i], F[i], u[i], float(b[i]), L[i], K, pb[i], float(room[i]),
+                                   float(s0[i]), float(h[i]), float(eps[i]))
+        for k in ("cost", "backlog", "stock", "take"):
+            out[k][i] = ref[k]
+        for k in ("loss", "by_age", "flex", "p", "q", "pb_dual"):
+            out[k][i] = ref[k]
+    out["fallback"] = len(bad)
+    return out

@@ -1,0 +1,201 @@
+"""Storable chains: :func:`peakplan.recourse_stock.solve_stock_chains` (a min-cost flow) against the
+reference LP :func:`peakplan.recourse_lp.solve_chain_lp_stock`, which is itself checked against the
+extensive form's second stage, and the L-shaped method on storable packs against ``linprog``.
+"""
+
+import importlib
+
+import numpy as np
+import pytest
+from hypothesis import example, given, settings
+from hypothesis import strategies as st
+from test_benders import _check_against_linprog, linprog_optimum
+from test_recourse_series import series_chains
+
+from peakplan import examples
+from peakplan.benders import chain_structure, solve_benders
+from peakplan.pack import Variant
+from peakplan.recourse import solve_flows
+from peakplan.recourse_lp import solve_chain_lp_delay, solve_chain_lp_stock
+from peakplan.recourse_stock import STOCK_FIRST, solve_stock_chains
+from peakplan.simulate import mc
+
+opt = importlib.import_module("peakplan.optimize")
+
+GRID = st.sampled_from([0.0, 0.0, 0.5, 1.0, 1.0, 2.0, 3.0, 4.0, 5.0, 7.0, 10.0])
+
+
+@st.composite
+def stock_chains(draw, n_max=2, t_max=8):
+    """``n`` storable chains: the series-chain strategy (J 1-2, any wait 0-3) plus builds, room, stock, holding."""
+    d, c, F, u, b, L, K = draw(series_chains(n_max=n_max, j_min=1, j_max=2, ks=(0, 1, 2, 3), t_max=t_max))
+    n, T = d.shape
+
+    def arr(elems, shape):
+        size = int(np.prod(shape))
+        return np.array(draw(st.lists(elems, min_size=size, max_size=size)), float).reshape(shape)
+
+    pb = arr(GRID, (n, T))
+    room = arr(st.sampled_from([0.0, 1.0, 3.0, 5.0, 20.0]), (n,))
+    s0 = np.minimum(arr(GRID, (n,)), room)  # the initial stock fits its room (else: see the fallback test)
+    h = arr(st.sampled_from([0.0, 0.1, 0.5, 1.0, 2.0]), (n,))
+    return d, c, F, u, b, L, K, pb, room, s0, h
+
+
+def _ref(chain, i):
+    d, c, F, u, b, L, K, pb, room, s0, h = chain
+    return solve_chain_lp_stock(d[i], c[i], F[i], u[i], float(b[i]), L[i], K, pb[i], float(room[i]), float(s0[i]),
+                                float(h[i]), STOCK_FIRST)
+
+
+def _tol(chain, i):
+    """HiGHS's feasibility tolerance (1e-7) times the prices, per row of the reference LP."""
+    d, c, F, u, b, L, K, pb, room, s0, h = chain
+    T = d.shape[1]
+    return 1e-7 * (6 * T + c[i].size) * max(1.0, float(u[i].sum() + b[i] * T + L[i].max() + h[i] * T)) \
+        * max(1.0, float(d[i].sum() + s0[i]))
+
+
+@settings(max_examples=150, deadline=None)
+@example(chain=(np.array([[0.0, 5.0, 5.0]]), np.array([[[5.0], [0.0], [0.0]]]), np.zeros((1, 3, 1)), np.zeros((1, 1)),
+                np.array([1.0]), np.full((1, 3), 10.0), 0, np.array([[5.0, 0.0, 0.0]]), np.array([5.0]),
+                np.array([3.0]), np.array([0.5])))  # build in 0 for 1, initial stock for 2, room binds
+@given(chain=stock_chains())
+def test_stock_chains_match_the_reference_lp(chain):
+    """Cost, feasible flows that cost what they say, and duals that make a valid cut for capacity, flex and builds."""
+    d, c, F, u, b, L, K, pb, room, s0, h = chain
+    out = solve_stock_chains(d, c, F, u, b, L, K, pb, room, s0, h, fallback=False)
+    for i in range(d.shape[0]):
+        ref = _ref(chain, i)
+        tol = _tol(chain, i)
+        if out["ok"][i]:
+            assert out["cost"][i] == pytest.approx(ref["cost"], abs=tol)
+        # the flows: every arrival served within its wait or lost, the cost recomputed from them
+        T = d.shape[1]
+        x = out["by_age"][i]
+        assert np.all(x >= -1e-9) and np.all(out["loss"][i] >= -1e-9)
+        assert np.allclose(x.sum(axis=1) + out["loss"][i], d[i], atol=1e-9 * max(1.0, d[i].max()))
+        for t in range(T):
+            assert np.all(x[t, T - t:] == 0.0)  # nothing served after the horizon
+        flex = out["flex"][i]
+        assert np.all(flex <= F[i] + 1e-9) and np.all(flex >= 0)
+        wait = np.minimum(K, T - np.arange(T))
+        backlog = float((np.arange(K + 1)[None, :] * x).sum() + (wait * out["loss"][i]).sum())
+        assert out["backlog"][i] == pytest.approx(backlog, abs=1e-9 * max(1.0, backlog))
+        if out["ok"][i]:
+            recomputed = (b[i] * backlog + float((L[i] * out["loss"][i]).sum() + (flex * u[i]).sum())
+                          + h[i] * out["stock"][i] - STOCK_FIRST * out["take"][i])
+            assert out["cost"][i] == pytest.approx(recomputed, abs=1e-9 * max(1.0, abs(recomputed)))
+        # nothing taken that was not there, nothing held beyond the room
+        assert -1e-9 <= out["take"][i] <= s0[i] + pb[i].sum() + 1e-9
+        assert -1e-9 <= out["stock"][i] <= room[i] * T + 1e-9
+        # the cut: Q(c', F', pb') >= Q + sum(-p dc - q dF - pb_dual dpb), checked by the reference LP
+        rng = np.random.default_rng(int(d[i].sum() * 7 + T))
+        for _ in range(2):
+            c2 = np.maximum(c[i] + rng.choice([-2.0, 0.0, 1.0, 3.0], c[i].shape), 0.0)
+            F2 = np.maximum(F[i] + rng.choice([-1.0, 0.0, 2.0], F[i].shape), 0.0)
+            pb2 = np.maximum(pb[i] + rng.choice([-2.0, 0.0, 2.0], T), 0.0)
+            q2 = solve_chain_lp_stock(d[i], c2, F2, u[i], float(b[i]), L[i], K, pb2, float(room[i]), float(s0[i]),
+                                      float(h[i]), STOCK_FIRST)["cost"]
+            lin = (out["cost"][i] - (out["p"][i] * (c2 - c[i])).sum() - (out["q"][i] * (F2 - F[i])).sum()
+                   - (out["pb_dual"][i] * (pb2 - pb[i])).sum())
+            assert lin <= q2 + 10 * tol
+
+
+@settings(max_examples=40, deadline=None)
+@given(chain=stock_chains())
+def test_without_builds_or_stock_a_storable_chain_is_the_plain_chain(chain):
+    """No build cap and no initial stock: the same cost as the delay kernel (another algorithm), and no stock."""
+    d, c, F, u, b, L, K, pb, room, s0, h = chain
+    out = solve_stock_chains(d, c, F, u, b, L, K, np.zeros_like(pb), room, 0.0, h)
+    plain = solve_flows(d[:, :, None], c, F, u, b, L[:, :, None], K)
+    assert np.allclose(out["cost"], plain["cost"], rtol=1e-9, atol=1e-9)
+    assert np.all(out["stock"] == 0.0) and np.all(out["take"] == 0.0)
+
+
+def test_the_reference_lp_without_stock_is_the_delay_lp():
+    rng = np.random.default_rng(5)
+    T, J = 7, 2
+    d, c, F = rng.uniform(0, 9, T), rng.uniform(0, 9, (T, J)), rng.uniform(0, 3, (T, J))
+    u, L = rng.uniform(0, 2, J), rng.uniform(1, 5, T)
+    for K in (0, 1, 3):
+        ref = solve_chain_lp_stock(d, c, F, u, 0.5, L, K, np.zeros(T), 10.0, 0.0, 1.0)
+        assert ref["cost"] == pytest.approx(solve_chain_lp_delay(d, c, F, u, 0.5, L, K)["cost"], rel=1e-9)
+        assert ref["stock"] == 0.0 and ref["take"] == 0.0
+
+
+def test_pre_building_by_hand():
+    """Demand 0, 10, 10 on capacity 10, 5, 5; up to 5 built in period 0 at 1 a period held, losses at 10.
+
+    Serve 5 + 5 in periods 1 and 2 from capacity, build 5 in 0 for period 1 (held 1 period: 1 x 5) and
+    the 5 left (capacity 10 - 5) could go to period 2 only through a second build, which the cap stops:
+    lost 5. Cost 5 (holding) + 50 (lost) - 5e-5 (taken from stock) = 54.99995.
+    """
+    d = np.array([[0.0, 10.0, 10.0]])
+    c = np.array([[[10.0], [5.0], [5.0]]])
+    out = solve_stock_chains(d, c, 0.0, 0.0, 0.0, np.full((1, 3), 10.0), 0, np.array([[5.0, 0.0, 0.0]]), 20.0, 0.0,
+                             1.0)
+    assert out["ok"][0]
+    assert out["cost"][0] == pytest.approx(5.0 + 50.0 - 5 * STOCK_FIRST, abs=1e-9)
+    assert out["stock"][0] == pytest.approx(5.0) and out["take"][0] == pytest.approx(5.0)
+    assert out["loss"][0].tolist() == pytest.approx([0.0, 0.0, 5.0])
+    # a unit more build cap in 0 saves a lost unit in 2 less two periods' holding: 10 - 2
+    assert out["pb_dual"][0, 0] == pytest.approx(10.0 - 2.0 + STOCK_FIRST)
+
+
+def test_initial_stock_beyond_its_room_goes_to_the_lp():
+    """More initial stock than room: the flow's circulation does not fit; the LP decides (take at once)."""
+    d = np.array([[8.0, 1.0]])
+    c = np.array([[[0.0], [0.0]]])
+    out = solve_stock_chains(d, c, 0.0, 0.0, 0.0, np.full((1, 2), 10.0), 0, np.zeros((1, 2)), 2.0, 6.0, 1.0)
+    assert not out["ok"][0] and out["fallback"] == 1
+    # 6 taken in period 0 (4 must go, the room is 2): 2 lost then, 1 lost in period 1; nothing held
+    assert out["cost"][0] == pytest.approx(20.0 + 10.0 - 6 * STOCK_FIRST, abs=1e-6)
+
+
+def test_stock_chains_reject_bad_input():
+    with pytest.raises(ValueError, match="non-negative"):
+        solve_stock_chains(np.ones((1, 2)), np.ones((1, 2, 1)), 0.0, 0.0, 0.0, np.ones((1, 2)), 0, -np.ones((1, 2)),
+                           1.0, 0.0, 1.0)
+    with pytest.raises(ValueError, match=r"d must be \[C, T\]"):
+        solve_stock_chains(np.ones(2), np.ones((1, 2, 1)), 0.0, 0.0, 0.0, np.ones((1, 2)), 0, np.ones((1, 2)), 1.0,
+                           0.0, 1.0)
+
+
+def _storable(pack, rng, share=1.0):
+    """``pack`` with some segments storable: room for 1-3 periods of demand, holding 0.1-1, initial stock."""
+    G = pack.G
+    flag = rng.random(G) < share
+    flag[0] = True
+    mean = pack.base_capacity.mean(axis=0)[:G]
+    return pack.replace(storable=flag, storage_cap=np.where(flag, mean * rng.uniform(1, 3, G), 0.0),
+                        holding_cost=rng.uniform(0.1, 1.0, G),
+                        initial_stock=np.where(flag & (rng.random(G) < 0.5), mean * rng.uniform(0, 1, G), 0.0))
+
+
+@settings(max_examples=8, deadline=None)
+@example(T=6, R=2, seed=1, S=3, service="expected", target=0.99, penalty=5.0, K=1, share=1.0)
+@example(T=7, R=2, seed=2, S=4, service="cvar", target=0.995, penalty=5.0, K=0, share=0.5)
+@example(T=6, R=1, seed=3, S=3, service="none", target=0.5, penalty=50.0, K=2, share=1.0)
+@given(T=st.integers(4, 8), R=st.integers(1, 3), seed=st.integers(0, 10_000), S=st.integers(2, 5),
+       service=st.sampled_from(["none", "expected", "quantile", "cvar"]),
+       target=st.one_of(st.sampled_from([0.9, 0.99, 0.999]), st.floats(0.5, 0.999)),
+       penalty=st.sampled_from([50.0, 5.0]), K=st.sampled_from([0, 1, 2]), share=st.sampled_from([0.5, 1.0]))
+def test_storable_chain_benders_equals_the_extensive_form(T, R, seed, S, service, target, penalty, K, share):
+    """Pre-build on the L-shaped method: the same optimum as the extensive form by linprog, planned builds and all."""
+    rng = np.random.default_rng(seed)
+    pack = examples.synthetic_pack(T, R, seed=seed % 50)
+    pack = _storable(pack.replace(penalty=np.full(pack.G, penalty), max_delay=K), rng, share)
+    draws = mc.sample_paths(pack, S, seed)
+    variant = Variant("V", "v", service, 0.0 if service == "none" else target,
+                      level=0.9 if service == "quantile" else 0.95)
+    assert isinstance(chain_structure(pack, variant, None), dict)
+    res, info = solve_benders(pack, draws, variant, tol=1e-9, subproblem="chains")
+    assert info["subproblem"] == "chains"
+    model = opt.build_model(pack, draws, variant)
+    if linprog_optimum(model.prob) is None:
+        assert res.status is opt.SolveStatus.INFEASIBLE
+        return
+    _check_against_linprog(pack, draws, variant, res, info)
+    opt.check_plan(pack, res.levels, res.prebuild, None, info["flex_spend"])
+    assert np.all(res.prebuild[:, ~pack.arr("storable").astype(bool)] == 0.0)
