@@ -29,7 +29,7 @@ the room it held and saves ``h (T - s)``. ``I0 -> Z`` is fixed at ``s0`` (no rev
 so the stock cannot be thrown away.
 
 Successive shortest paths with node potentials and Dijkstra (Ahuja, Magnanti & Orlin 1993,
-ch. 9), arrivals in decreasing value; the first potentials by Bellman-Ford (the take and
+ch. 9), arrivals in time order; the first potentials by Bellman-Ford (the take and
 the circulation's reverse arcs cost less than nothing). The final potentials ``pi`` price
 everything: capacity in ``s`` is worth ``mu_s = pi_Z - pi_{C_s}`` (split over the resources
 by :func:`peakplan.recourse._split`), a unit more build cap in ``s`` ``pi_{C_s} -
@@ -143,20 +143,17 @@ def _stock_chain(d, c, F, u, b, L, K, pb, room, s0, h, eps, x, out_v, out_loss, 
             break
     if changed:
         return 0.0, 0.0, 0.0, 0.0, False
-    # arrivals by value (what losing one costs, counted from its arrival): the most valuable first
-    kv = np.empty(T)
-    for t in range(T):
-        kv[t] = b * min(K, T - t) + L[t] + b * t
-    order_t = np.argsort(-kv, kind="mergesort")
+    # arrivals in time order: stock flows forwards, and the searches stay short (T=52 with initial
+    # stock: 130 augmentations settling 23 nodes each, against 187 and 71 most valuable first)
     steps = 0
     limit = 16 * E + 64
     stamp = 0
     for n in range(N):
         seen[n] = 0
         done[n] = 0
-    for o in range(T):
-        src = A + order_t[o]
-        rem = d[order_t[o]]
+    for t0 in range(T):
+        src = A + t0
+        rem = d[t0]
         while rem > tol:
             steps += 1
             if steps > limit:
