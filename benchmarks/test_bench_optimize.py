@@ -34,12 +34,18 @@ extensive form at S=50 and then at S=1,000 and 10,000::
 
     .venv/bin/python benchmarks/test_bench_optimize.py --shared --repeat 3
 
+Every segment storable (pre-build: room for two periods of its mean capacity, holding 0.5 a
+unit and period, half a period's capacity in stock at the start; chains solved as min-cost
+flows), against the extensive form at S=50 and then at S=1,000 and 10,000::
+
+    .venv/bin/python benchmarks/test_bench_optimize.py --storage --repeat 3
+
 The retail scenario (its budget shared with overtime) at its own sample size S=300 (seed 7),
 extensive form against the L-shaped method at a 1e-6 gap::
 
     .venv/bin/python benchmarks/test_bench_optimize.py --retail 300
 
-``--curve``, ``--compare``, ``--series``, ``--budget``, ``--delay`` and ``--shared`` also write
+``--curve``, ``--compare``, ``--series``, ``--budget``, ``--delay``, ``--shared`` and ``--storage`` also write
 ``benchmarks/optimize_<mode>.json`` (``optimize_curve.json``, ``optimize_compare.json``, ...). Every time is the median of ``--repeat`` runs (default
 1 for the long ones) after one warm-up solve that compiles the numba chain solver; the
 solve runs on one core (HiGHS ``threads=1``, the chain solver single-threaded).
@@ -52,6 +58,7 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from peakplan import benders, examples
@@ -75,7 +82,8 @@ BUDGET = 50_000.0
 
 def _pack(T: int = 52, R: int = 8, network: str = "synthetic"):
     """The synthetic network (one resource per segment), its series form (R/2 sites, each picked then packed),
-    under a binding budget, or with ``max_delay`` 2 (``delay``)."""
+    under a binding budget, with ``max_delay`` 2 (``delay``), two segments on every resource (``shared``) or
+    every segment storable (``storage``)."""
     if network == "delay":
         return examples.synthetic_pack(T=T, R=R).replace(max_delay=2)
     if network == "shared":  # two segments on every resource, the second half a unit of it per unit
@@ -88,15 +96,21 @@ def _pack(T: int = 52, R: int = 8, network: str = "synthetic"):
                             base_capacity=pack.base_capacity * 0.75, penalty=pen)
     if network == "series":
         return examples.series_pack(T=T, G=R // 2)
+    if network == "storage":  # every segment storable: room for two periods, half a period in stock at the start
+        pack = examples.synthetic_pack(T=T, R=R)
+        mean = pack.base_capacity.mean(axis=0)
+        return pack.replace(storable=np.ones(pack.G, bool), storage_cap=2 * mean, holding_cost=np.full(pack.G, 0.5),
+                            initial_stock=0.5 * mean)
     if network == "budget":
         return examples.synthetic_pack(T=T, R=R).replace(budget=BUDGET)
     return examples.synthetic_pack(T=T, R=R)
 
 
 def warm_up() -> None:
-    """Compile (or load from cache) the numba chain solver before anything is timed."""
-    pack = _pack(6, 2)
-    benders.solve_benders(pack, mc.sample_paths(pack, 3, 0), LEAN, None, tol=1e-3)
+    """Compile (or load from cache) the numba chain solvers before anything is timed."""
+    for network in ("synthetic", "storage"):
+        pack = _pack(6, 2, network)
+        benders.solve_benders(pack, mc.sample_paths(pack, 3, 0), LEAN, None, tol=1e-3)
 
 
 def solve_once(S: int, T: int = 52, R: int = 8, variant: Variant = LEAN) -> dict:
@@ -155,7 +169,7 @@ def test_bench_optimize_extensive_form(benchmark, S):
     assert out["status"] == "optimal"
 
 
-@pytest.mark.parametrize("network", ["synthetic", "delay", "shared"])
+@pytest.mark.parametrize("network", ["synthetic", "delay", "shared", "storage"])
 @pytest.mark.parametrize("S", [1000])
 def test_bench_optimize_benders_scale(benchmark, S, network):
     warm_up()
@@ -209,9 +223,9 @@ if __name__ == "__main__":
                 rows.append(benders_once(S, variant=variant, repeat=repeat if S <= 2000 else 1, network="series"))
                 print(rows[-1], flush=True)
         _write("optimize_series.json", rows)
-    elif mode in ("--delay", "--budget", "--shared"):
-        # max_delay 2, a binding budget shared with flex spend, or two segments on every resource: against the
-        # extensive form at S=50, then at
+    elif mode in ("--delay", "--budget", "--shared", "--storage"):
+        # max_delay 2, a binding budget shared with flex spend, two segments on every resource or pre-build:
+        # against the extensive form at S=50, then at
         # the scale points (each solve stopped at 300 s)
         network = mode[2:]
         for variant in PLANS:
@@ -249,5 +263,5 @@ if __name__ == "__main__":
                 print(rows[-1], flush=True)
         _write("optimize_curve.json", rows)
     else:
-        sys.exit(f"unknown mode {mode}; use --curve, --compare, --series, --budget, --delay, --shared, --retail or "
-                 "--extensive")
+        sys.exit(f"unknown mode {mode}; use --curve, --compare, --series, --budget, --delay, --shared, --storage, "
+                 "--retail or --extensive")

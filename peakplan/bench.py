@@ -136,6 +136,28 @@ def _chain_case(n: int, repeat: int, K: int = 1) -> Figure:
     return Figure(name, n * T / dt / calib, n * T / dt, "chain-periods", calib)
 
 
+def _stock_case(n: int, repeat: int) -> Figure:
+    """The storable chains of :mod:`peakplan.recourse_stock` on the same chains with pre-build (``recourse_stock``):
+    up to 10 built a period, room for 200, 50 in stock at the start, holding 0.5, ``max_delay`` 1."""
+    from peakplan.recourse_stock import solve_stock_chains
+
+    T = 52
+    rng = np.random.default_rng(11)
+    d = rng.lognormal(np.log(100.0), 0.15, (n, T)) * np.where(np.arange(T) >= 40, 1.4, 1.0)
+    c = 105.0 * rng.normal(0.96, 0.02, (n, T, 1))
+    F = np.full((n, T, 1), 20.0)
+    L = np.full((n, T), 50.0)
+    pb = np.full((n, T), 10.0)
+
+    def run(k=n):
+        return solve_stock_chains(d[:k], c[:k], F[:k], 25.0, 1.0, L[:k], 1, pb[:k], 200.0, 50.0, 0.5)
+
+    run(10)  # warm (compile)
+    calib = _calibrate(n * T, repeat)
+    dt = best_time(run, repeat)
+    return Figure("recourse_stock", n * T / dt / calib, n * T / dt, "chain-periods", calib)
+
+
 def measure(quick: bool = False, repeat: int | None = None) -> list[Figure]:
     """Measure the gate's figures (``quick``: smaller sizes, for CI)."""
     rep = repeat or (3 if quick else 5)
@@ -146,6 +168,7 @@ def measure(quick: bool = False, repeat: int | None = None) -> list[Figure]:
         _draw_case(n, rep),
         _chain_case(n // 2, rep),
         _chain_case(n // 8, rep, K=2),
+        _stock_case(n // 20, rep),
     ]
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
     if cores >= 2:

@@ -73,7 +73,7 @@ def _arc(ne, frm, to, cap, cost, first, nxt, u, v, c, w):
 @njit(cache=True, nogil=True, error_model="numpy")
 def _stock_chain(d, c, F, u, b, L, K, pb, room, s0, h, eps, x, out_v, out_loss, out_p, out_q, out_pb,
                  c0, tw, tp, nt, wt, order, frm, to, cap, cost, first, nxt, pot, dist, par, done, seen, settled, hk, hv,
-                 tot):
+                 tot, stk):
     """One storable chain; returns ``(cost, backlog, stock, take, ok)``.
 
     ``x[t, j]``: arrival ``t`` served in ``t + j``; ``out_pb[t]``: the value of a unit more build
@@ -158,37 +158,46 @@ def _stock_chain(d, c, F, u, b, L, K, pb, room, s0, h, eps, x, out_v, out_loss, 
             steps += 1
             if steps > limit:
                 return 0.0, 0.0, 0.0, 0.0, False
-            # Dijkstra on reduced costs from src, stopped when Z is settled
+            # Dijkstra on reduced costs from src, stopped when Z is settled. Nodes reached at the current
+            # distance (over tight arcs) go on a stack and are settled first, depth first: many nodes tie
+            # at one distance, and Z is often a few tight arcs away
             stamp += 1
             nset = 0
             seen[src] = stamp
             dist[src] = 0.0
             par[src] = -1
-            hk[0] = 0.0
-            hv[0] = src
-            size = 1
-            while size > 0:
-                key = hk[0]
-                n = hv[0]
-                size -= 1
-                if size > 0:  # sift the last entry down from the root
-                    lk, lv = hk[size], hv[size]
-                    i = 0
-                    while True:
-                        ch = 2 * i + 1
-                        if ch >= size:
-                            break
-                        if ch + 1 < size and hk[ch + 1] < hk[ch]:
-                            ch += 1
-                        if hk[ch] >= lk:
-                            break
-                        hk[i] = hk[ch]
-                        hv[i] = hv[ch]
-                        i = ch
-                    hk[i] = lk
-                    hv[i] = lv
-                if done[n] == stamp or key > dist[n]:
-                    continue
+            stk[0] = src
+            ns = 1
+            size = 0
+            key = 0.0
+            while ns > 0 or size > 0:
+                if ns > 0:
+                    ns -= 1
+                    n = stk[ns]
+                    if done[n] == stamp:
+                        continue
+                else:
+                    key = hk[0]
+                    n = hv[0]
+                    size -= 1
+                    if size > 0:  # sift the last entry down from the root
+                        lk, lv = hk[size], hv[size]
+                        i = 0
+                        while True:
+                            ch = 2 * i + 1
+                            if ch >= size:
+                                break
+                            if ch + 1 < size and hk[ch + 1] < hk[ch]:
+                                ch += 1
+                            if hk[ch] >= lk:
+                                break
+                            hk[i] = hk[ch]
+                            hv[i] = hv[ch]
+                            i = ch
+                        hk[i] = lk
+                        hv[i] = lv
+                    if done[n] == stamp or key > dist[n]:
+                        continue
                 done[n] = stamp
                 settled[nset] = n
                 nset += 1
@@ -204,25 +213,22 @@ def _stock_chain(d, c, F, u, b, L, K, pb, room, s0, h, eps, x, out_v, out_loss, 
                                 seen[m] = stamp
                                 dist[m] = nd
                                 par[m] = e
-                                if m == Z and nd <= key:  # nothing left in the heap is nearer: Z is settled
-                                    done[Z] = stamp
-                                    settled[nset] = Z
-                                    nset += 1
-                                    break
-                                i = size  # sift up
-                                size += 1
-                                while i > 0:
-                                    pi_ = (i - 1) // 2
-                                    if hk[pi_] <= nd:
-                                        break
-                                    hk[i] = hk[pi_]
-                                    hv[i] = hv[pi_]
-                                    i = pi_
-                                hk[i] = nd
-                                hv[i] = m
+                                if nd <= key:  # as near as it gets: settle it next
+                                    stk[ns] = m
+                                    ns += 1
+                                else:
+                                    i = size  # sift up
+                                    size += 1
+                                    while i > 0:
+                                        pi_ = (i - 1) // 2
+                                        if hk[pi_] <= nd:
+                                            break
+                                        hk[i] = hk[pi_]
+                                        hv[i] = hv[pi_]
+                                        i = pi_
+                                    hk[i] = nd
+                                    hv[i] = m
                     e = nxt[e]
-                if done[Z] == stamp:
-                    break
             if done[Z] != stamp:
                 return 0.0, 0.0, 0.0, 0.0, False
             delta = rem
@@ -334,10 +340,11 @@ def _solve_all_stock(d, c, F, u, b, L, K, pb, room, s0, h, eps, cost, backlog, s
     hk = np.zeros(E + N)
     hv = np.zeros(E + N, np.int64)
     tot = np.zeros(T)
+    stk = np.zeros(E + N, np.int64)
     for i in range(C):
         r = _stock_chain(d[i], c[i], F[i], u[i], b[i], L[i], K, pb[i], room[i], s0[i], h[i], eps[i], x[i], v[i],
                          loss[i], p[i], q[i], qpb[i], c0, tw, tp, nt, wt, order, frm, to, cap, cst, first, nxt, pot,
-                         dist, par, done, seen, settled, hk, hv, tot)
+                         dist, par, done, seen, settled, hk, hv, tot, stk)
         cost[i], backlog[i], stock[i], take[i], ok[i] = r
 
 
