@@ -65,8 +65,15 @@ class SegmentSpec:
     storable: bool = Field(default=False, description="Goods that can be pre-built into stock (services cannot).")
     holding_cost: NonNeg = Field(default=0.0, description="Cost per unit in stock at the end of a period.")
     storage_cap: NonNeg = Field(default=0.0, description="Most units in stock.")
-    initial_stock: NonNeg = Field(default=0.0, description="Units in stock at the start.")
+    initial_stock: NonNeg = Field(default=0.0, description="Units in stock at the start (at most storage_cap).")
     unit: str = Field(default="units", description="Unit of demand, for reports.")
+
+    @model_validator(mode="after")
+    def _stock_fits(self):
+        if self.storable and self.initial_stock > self.storage_cap:
+            raise ValueError(f"initial_stock={self.initial_stock:g} is above storage_cap={self.storage_cap:g}; the stock "
+                             "at the start must fit in the room")
+        return self
 
 
 @dataclass(frozen=True, config=_CFG)

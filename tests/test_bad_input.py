@@ -37,6 +37,7 @@ CASES = [
     ("disruption_unknown_resource", lambda s: edit_yaml(s, "resources: [packers_east]", "resources: [packers_x]"), r"disruptions\.packaging_supplier_outage: unknown resource 'packers_x'"),
     ("triangular_low_above_high", lambda s: edit_yaml(s, "low: 1.3, mode: 1.55, high: 2.0", "low: 2.3, mode: 1.55, high: 2.0"), r"uplift low=2\.3 is above high=2\.0"),
     ("uplift_missing_param", lambda s: edit_yaml(s, "{dist: lognormal, median: 1.15, p90: 1.3}", "{dist: lognormal, median: 1.15}"), r"uplift dist 'lognormal' needs median, p90; missing p90"),
+    ("initial_stock_above_room", lambda s: edit_yaml(s, "  - {name: west, unit: orders}", "  - {name: west, unit: orders, storable: true, storage_cap: 10, initial_stock: 25}"), r"segments\.2: .*initial_stock=25 is above storage_cap=10"),
     ("duplicate_segment", lambda s: edit_yaml(s, "  - {name: west, unit: orders}", "  - {name: west, unit: orders}\n  - {name: west}"), r"segment names must be unique; repeated: west"),
     ("event_outside_horizon", lambda s: edit_yaml(s, "periods: [2026-11-23, 2026-11-30]\n    probability: 0.9", "periods: [2027-11-23]\n    probability: 0.9"), r"events\.black_friday_cyber_week\.periods: period 2027-11-23 is outside the horizon"),
     ("forbidden_unknown_lever", lambda s: edit_yaml(s, "forbidden_levers: [overtime_packers_west]", "forbidden_levers: [overtime_packers_nowhere]"), r"forbidden_levers: unknown lever 'overtime_packers_nowhere'"),
