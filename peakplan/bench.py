@@ -183,13 +183,13 @@ def check(figures: list[Figure], baseline: dict, tolerance: float = TOLERANCE) -
     ok = True
     for f in figures:
         if f.name not in base:
-            lines.append(f"{f.name:28s} {'-':>9s} {f.value:9.3f} {'-':>7s}  (not in baseline)")
+            lines.append(f"{f.name:28s} {'-':>9s} {f.value:9.4g} {'-':>7s}  (not in baseline)")
             continue
         ref = float(base[f.name]["value"])
         ratio = f.value / ref
         bad = ratio < 1.0 - tolerance
         ok &= not bad
-        lines.append(f"{f.name:28s} {ref:9.3f} {f.value:9.3f} {ratio:7.2f}  {f.throughput / 1e6:7.1f} M {f.unit}/s"
+        lines.append(f"{f.name:28s} {ref:9.4g} {f.value:9.4g} {ratio:7.2f}  {f.throughput / 1e6:7.1f} M {f.unit}/s"
                      + ("  <-- REGRESSION" if bad else ""))
     missing = sorted(set(base) - {f.name for f in figures})
     lines += [f"{name:28s} skipped on this machine" for name in missing]
@@ -230,7 +230,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.update:
         Path(args.update).write_text(json.dumps(doc, indent=2) + "\n")
         for f in figures:
-            print(f"{f.name:28s} {f.value:9.3f}  {f.throughput / 1e6:7.1f} M {f.unit}/s")
+            print(f"{f.name:28s} {f.value:9.4g}  {f.throughput / 1e6:7.1f} M {f.unit}/s")
         print(f"baseline written to {args.update} ({time.perf_counter() - t0:.0f} s)")
         return 0
     if args.check:
@@ -240,7 +240,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"bench gate: {verdict} ({time.perf_counter() - t0:.0f} s)")
         return 0 if ok else 1
     for f in figures:
-        print(f"{f.name:28s} {f.value:9.3f}  {f.throughput / 1e6:7.1f} M {f.unit}/s")
+        print(f"{f.name:28s} {f.value:9.4g}  {f.throughput / 1e6:7.1f} M {f.unit}/s")
     return 0
 
 
