@@ -7,18 +7,10 @@ import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from test_recourse_series import _one, series_chains
+from test_recourse_series import DELTA, GRID, LOSS, NONNEG, POSITIVE, PRICE, _one, series_chains
 
 from peakplan.recourse import solve_chains, solve_flows
 from peakplan.recourse_lp import solve_chain_lp_delay, solve_chain_lp_series
-
-# small values with many exact ties, and arbitrary ones
-GRID = st.sampled_from([0.0, 0.0, 0.5, 1.0, 1.0, 2.0, 3.0, 4.0, 5.0, 7.0, 10.0])
-PRICE = st.sampled_from([0.0, 0.0, 0.5, 1.0, 1.0, 2.0, 3.0, 5.0])
-LOSS = st.sampled_from([0.5, 1.0, 1.0, 2.0, 3.0, 5.0, 10.0])
-NONNEG = st.one_of(GRID, st.floats(0.0, 10.0, allow_nan=False, allow_infinity=False))
-POSITIVE = st.one_of(LOSS, st.floats(0.01, 10.0, allow_nan=False))
-DELTA = st.sampled_from([-3.0, -1.0, -0.5, 0.0, 0.0, 0.5, 1.0, 2.0, 5.0])
 
 
 def chains(n_max=3, ks=(2, 3, 4), t_max=9, values=GRID, prices=PRICE, losses=LOSS):

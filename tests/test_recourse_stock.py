@@ -10,7 +10,7 @@ import pytest
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 from test_benders import _check_against_linprog, linprog_optimum
-from test_recourse_series import series_chains
+from test_recourse_series import GRID, series_chains
 
 from peakplan import examples
 from peakplan.benders import chain_structure, solve_benders
@@ -21,8 +21,6 @@ from peakplan.recourse_stock import STOCK_FIRST, solve_stock_chains
 from peakplan.simulate import mc
 
 opt = importlib.import_module("peakplan.optimize")
-
-GRID = st.sampled_from([0.0, 0.0, 0.5, 1.0, 1.0, 2.0, 3.0, 4.0, 5.0, 7.0, 10.0])
 
 
 @st.composite
