@@ -181,10 +181,10 @@ class ChainOracle:
         self.flex_on = [np.flatnonzero(f >= 0) for f in self.flex_lever]
         # storable chains (one segment each): the row of their planned builds after the L levers
         storable = pack.arr("storable").astype(bool)
-        self.stock_segments = np.array([int(self.segs[g][0]) for g in range(G) if storable[self.segs[g]].any()], int)
+        stock_chains = [g for g in range(G) if storable[self.segs[g]].any()]
+        self.stock_segments = np.array([int(self.segs[g][0]) for g in stock_chains], int)
         self.stock_row = np.full(G, -1)
-        for k, g in enumerate(g for g in range(G) if storable[self.segs[g]].any()):
-            self.stock_row[g] = pack.L + k
+        self.stock_row[stock_chains] = pack.L + np.arange(len(stock_chains))
         self.levers_of = [np.concatenate([self.cap_levers[g], self.flex_lever[g][self.flex_on[g]]]
                                          + ([[self.stock_row[g]]] if self.stock_row[g] >= 0 else [])).astype(int)
                           for g in range(G)]
