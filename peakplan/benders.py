@@ -667,7 +667,7 @@ def solve_benders_chains(pack: PlanningPack, draws: mc.Draws, variant: Variant, 
                          structure: dict, *, time_limit: float | None = None, tol: float = 1e-6,
                          max_iter: int = 1000, alpha: float | None = None, clusters: int | None = None,
                          start: np.ndarray | None = None, ramp: int = 1000,
-                         trace: list | None = None) -> tuple[SolveResult, dict]:
+                         trace: list | None = None, reach: bool = False) -> tuple[SolveResult, dict]:
     """L-shaped method with exact chain subproblems, cuts per (segment, cluster of paths), in-out stabilisation.
 
     Master: the first stage (``define_first_stage``, ``define_lever_rules``) and, per
@@ -710,11 +710,22 @@ def solve_benders_chains(pack: PlanningPack, draws: mc.Draws, variant: Variant, 
     from ``ramp`` paths on, the start is the solution of the first eighth of the paths
     (solved the same way at ``max(tol, 1e-3)``, in at most a quarter of the time limit; a
     plan it stopped at is a start too), which saves most early iterations.
+
+    ``reach=True`` (a budget shared with flex spend, with a service target) solves the phase-one
+    problem instead: the least budget excess, ``min (lever spend + least expected flex spend that
+    meets the target - budget)^+``, with the target's cuts at prices ``wc = 0, mu = 1`` (flex spend
+    only). Its master optimum is a lower bound on that excess: INFEASIBLE once it is positive,
+    OPTIMAL once a point needs no excess. Every coefficient is in units of spend, so it stays well
+    scaled where the cost phase's multipliers do not: when the cost phase's master fails (a target
+    out of the budget's reach drives the target's multiplier to 1e7 and more next to the excess's
+    price) or stops at ``max_iter`` without a plan, this decides whether the budget can be met.
     """
     t0 = time.perf_counter()
     deadline = _deadline(time_limit, t0)
     G = len(structure["resources"])  # chains: segments, or segments sharing a resource
     S = draws.demand.shape[0]
+    if reach:
+        start, ramp = None, 0
     if start is None and ramp and ramp <= S:
         sub = mc.Draws(*(getattr(draws, f)[: S // 8] for f in ("demand", "capacity_factor", "late", "event_hit",
                                                                  "disruption_hit")))
@@ -784,6 +795,14 @@ def solve_benders_chains(pack: PlanningPack, draws: mc.Draws, variant: Variant, 
     if with_budget:
         h.changeColCost(z_idx, big_m)
         cost_vec[z_idx] = 0.0  # the excess is priced from the second stage's spend, not the master's column
+    if reach:
+        if not with_budget or not (with_service or with_cvar):
+            raise ValueError("reach=True needs a budget shared with flex spend and a service target")
+        n_col = len(cost_vec)
+        h.changeColsCost(n_col, np.arange(n_col, dtype=np.int32), np.zeros(n_col))
+        h.changeColCost(z_idx, 1.0)  # phase one: the budget's excess alone
+        offset = 0.0
+        reach_tol = 1e-6 * max(1.0, abs(budget))  # an excess this small is rounding
     orders = m.extra.get("orders", [])
     order_idx = np.array([z.index for z, _ in orders], int)
     inc_idx = np.array([inc.index for _, inc in orders], int)
@@ -1020,9 +1039,12 @@ def solve_benders_chains(pack: PlanningPack, draws: mc.Draws, variant: Variant, 
         gives cuts ``sum phi - lam sum sigma >= ...`` (they bind where ``b`` is out of reach).
         """
         nonlocal mu_prev
+        b = np.inf if not with_budget else budget - float(lev_vec @ col) - lev_const
+        if reach:  # phase one: the point's least spend that meets the target, and the excess over the budget
+            rf = inner(col, 0.0, 1.0, atol=0.1 * budget_tol)
+            return rf["rows"], max(0.0, rf["obj"] - b), rf["obj"], 0.0
         first = float(cost_vec @ col) + offset - float(col[th_idx].sum())
         r0 = inner(col, 1.0, 0.0)
-        b = np.inf if not with_budget else budget - float(lev_vec @ col) - lev_const
         slack = budget_tol
         if not np.isfinite(r0["obj"]) or r0["spend"] <= b + slack:
             return r0["rows"], first + r0["true"], r0["spend"], 0.0
@@ -1143,6 +1165,10 @@ def solve_benders_chains(pack: PlanningPack, draws: mc.Draws, variant: Variant, 
             if trace is not None:
                 trace.append((it, time.perf_counter() - t0, lb, ub, oracle.calls))
             timed_out = time.perf_counter() > deadline
+            if reach and (lb > reach_tol or ub <= reach_tol or it >= max_iter or timed_out):
+                status = (SolveStatus.INFEASIBLE if lb > reach_tol else SolveStatus.OPTIMAL if ub <= reach_tol
+                          else SolveStatus.TIME_LIMIT)
+                break
             if gap <= tol and with_budget and ub_over > budget_tol and not timed_out:
                 if big_m < 1e6:  # the best plan pays for a budget excess: price the excess at 1e6 and go on
                     ub += (1e6 - big_m) * ub_over
@@ -1175,6 +1201,20 @@ def solve_benders_chains(pack: PlanningPack, draws: mc.Draws, variant: Variant, 
                 break
     except _OutOfTime:  # the limit passed inside an iteration: stop with the best plan so far
         status = SolveStatus.TIME_LIMIT
+    if reach:
+        return (SolveResult(status, ub, np.zeros((pack.L, pack.T)), np.zeros((pack.T, pack.G)),
+                            time.perf_counter() - t0, "highs-benders", float("nan")),
+                {"iterations": it, "lower_bound": lb, "upper_bound": ub, "oracle_calls": oracle.calls})
+    if with_budget and (with_service or with_cvar) and (
+            status is SolveStatus.ERROR or (it >= max_iter and (not np.isfinite(ub) or ub_over > budget_tol))):
+        # no verdict on the budget: phase one decides whether a plan can keep to it at all
+        left = deadline - time.perf_counter()
+        if left > 0:
+            one, _ = solve_benders_chains(pack, draws, variant, budget, structure, tol=tol, max_iter=max_iter,
+                                          clusters=clusters, reach=True,
+                                          time_limit=None if time_limit is None else left)
+            if one.status is SolveStatus.INFEASIBLE:
+                status = SolveStatus.INFEASIBLE
     secs = time.perf_counter() - t0
     levels = np.zeros((len(y_idx), pack.T))
     obj = float("nan")

@@ -13,7 +13,14 @@ from hypothesis import strategies as st
 from scipy.optimize import linprog
 
 from peakplan import examples
-from peakplan.benders import ChainOracle, _cvar_excess, _uniform_split, chain_structure, solve_benders
+from peakplan.benders import (
+    ChainOracle,
+    _cvar_excess,
+    _uniform_split,
+    chain_structure,
+    solve_benders,
+    solve_benders_chains,
+)
 from peakplan.errors import InfeasibleError
 from peakplan.pack import Variant
 from peakplan.simulate import mc
@@ -351,11 +358,6 @@ def test_chain_benders_on_shared_capacity_equals_the_extensive_form(T, R, seed, 
     _check_against_linprog(pack, draws, variant, res, info, budget)
 
 
-@pytest.mark.xfail(strict=True, reason="known: a fill target out of a shared budget's reach can come back ERROR, not "
-                   "INFEASIBLE: the budget's multiplier rises to its cap and the target's with it (to 3.7e7), and the "
-                   "master's cuts get too badly scaled for HiGHS (status unknown, also by interior point). One-resource "
-                   "chains too: of 165 such cases, 1 came back ERROR (INFEASIBLE since the interior-point retry) and "
-                   "3 TIME_LIMIT after 1,000 iterations")
 def test_a_fill_target_out_of_a_budgets_reach_is_reported_infeasible():
     pack = examples.synthetic_pack(4, 2, G=4, seed=4)
     load = pack.load.copy()
@@ -369,6 +371,37 @@ def test_a_fill_target_out_of_a_budgets_reach_is_reported_infeasible():
     assert linprog_optimum(opt.build_model(pack, draws, variant, budget).prob) is None  # no plan keeps to both
     res, _ = solve_benders(pack, draws, variant, budget, tol=1e-9, subproblem="chains")
     assert res.status is opt.SolveStatus.INFEASIBLE
+    # the cost phase alone fails here (the target's multiplier reaches 3.7e7 next to the excess's price, and
+    # HiGHS cannot solve the master); phase one gives the verdict, from a positive lower bound on the excess
+    one, info = solve_benders_chains(pack, draws, variant, budget, chain_structure(pack, variant, budget),
+                                     tol=1e-9, reach=True)
+    assert one.status is opt.SolveStatus.INFEASIBLE and info["lower_bound"] > 1.0
+    with pytest.raises(InfeasibleError, match="no plan meets fill 99.0%"):  # a diagnosis, not a solver error
+        opt.solve_variant(pack.replace(budget=budget), variant, draws, method="auto")
+
+
+@settings(max_examples=25, deadline=None)
+@given(series=st.booleans(), T=st.integers(3, 6), G=st.integers(1, 2), seed=st.integers(0, 10_000),
+       S=st.integers(2, 5), K=st.sampled_from([0, 1, 2]), service=st.sampled_from(["expected", "quantile", "cvar"]),
+       target=st.sampled_from([0.9, 0.95, 0.97, 0.99]), penalty=st.sampled_from([50.0, 5.0]), cut=st.floats(0.0, 0.9))
+def test_phase_one_says_whether_a_budget_shared_with_flex_can_meet_the_target(series, T, G, seed, S, K, service,
+                                                                              target, penalty, cut):
+    """``reach=True`` is INFEASIBLE exactly where linprog finds no plan within the budget, OPTIMAL elsewhere."""
+    maker = examples.series_pack if series else examples.synthetic_pack
+    pack = maker(T, G, seed=seed % 50)
+    pack = pack.replace(penalty=np.full(pack.G, penalty), max_delay=K)
+    draws = mc.sample_paths(pack, S, seed)
+    variant = Variant("V", "v", service, target, level=0.9 if service == "quantile" else 0.95)
+    free = _free_spend(pack, draws, variant)
+    assume(free is not None and free[1] > 1.0)
+    budget = free[0] + free[1] * (1.0 - cut)
+    best = linprog_optimum(opt.build_model(pack, draws, variant, budget).prob)
+    one, info = solve_benders_chains(pack, draws, variant, budget, chain_structure(pack, variant, budget),
+                                     tol=1e-9, reach=True)
+    if best is None:
+        assert one.status is opt.SolveStatus.INFEASIBLE and info["lower_bound"] > 0
+    else:
+        assert one.status is opt.SolveStatus.OPTIMAL and info["upper_bound"] <= 1e-6 * max(1.0, budget)
 
 
 def _low_penalty_pack():
@@ -720,8 +753,6 @@ def test_the_time_limit_is_kept_on_the_clock():
                          ids=lambda v: v.service)
 def test_warm_start_from_a_sub_sample_reaches_the_same_optimum(variant):
     """The sample ramp (solve an eighth of the paths first, start from that plan) changes the path, not the answer."""
-    from peakplan.benders import solve_benders_chains
-
     pack = _low_penalty_pack()
     draws = mc.sample_paths(pack, 24, 5)
     structure = chain_structure(pack, variant, None)
