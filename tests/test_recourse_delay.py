@@ -239,6 +239,31 @@ def test_streams_sharing_a_chain_match_the_reference(chain, data):
     assert q2 >= cost - (p * (c2 - c)).sum() - 1e-7 * max(scale, _scale(d.sum(axis=1), c2, F, u, b, L.max(axis=1)))
 
 
+@settings(max_examples=80, deadline=None)
+@given(streams(), st.sampled_from([0, 1]))
+def test_the_streams_dp_and_the_shortest_paths_agree(chain, K):
+    """``max_delay`` <= 1: the cohort DP and successive shortest paths, two algorithms, give one cost; the DP's
+    flows conserve every arrival, keep to capacity and cost what it says."""
+    d, c, F, u, b, L, _ = chain
+    T, M = d.shape
+    args = (d[None], c[None], F[None], u, b, L[None], K)
+    dp, sp = solve_flows(*args, fallback=False), solve_flows(*args, fallback=False, dp=False)
+    scale = _scale(d.sum(axis=1), c, F, u, b, L.max(axis=1))
+    if dp["ok"][0] and sp["ok"][0]:
+        assert dp["cost"][0] == pytest.approx(sp["cost"][0], abs=1e-9 * scale)
+    x, v, loss = dp["by_age"][0], dp["flex"][0], dp["loss"][0]
+    ftol = 1e-9 * scale
+    np.testing.assert_allclose(x.sum(axis=2) + loss, d, atol=ftol)
+    assert np.all(x >= -ftol) and np.all(loss >= -ftol)
+    served = np.array([sum(x[t, :, s - t].sum() for t in range(max(0, s - K), s + 1)) for s in range(T)])
+    assert np.all(served[:, None] <= c + v + ftol) and np.all(v <= F + ftol)
+    r = b * np.minimum(K, T - np.arange(T))[:, None] + L
+    flows = float((r * loss).sum() + b * (np.arange(K + 1) * x).sum() + (u * v).sum())
+    assert flows == pytest.approx(dp["cost"][0], abs=1e-9 * scale)
+    ref = solve_chain_lp_delay(d, c, F, u, b, L, K)["cost"]
+    assert dp["cost"][0] == pytest.approx(ref, abs=max(1e-9 * scale, _lp_tol(d, c, F, u, b, L)))
+
+
 def test_one_stream_is_the_chain_and_two_identical_streams_are_one_of_twice_the_demand():
     rng = np.random.default_rng(np.random.SeedSequence(9))
     T, K = 12, 2
