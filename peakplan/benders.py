@@ -230,8 +230,8 @@ class ChainOracle:
     def _true(self, g: int, out: dict, idx) -> tuple[np.ndarray, np.ndarray]:
         """Per chain: the flex spend and the true cost (penalties, backlog, flex at list price, holding) of the
         flows ``out``."""
-        spend = (out["flex"] * self.unit[g]).sum(axis=(1, 2))
-        true = (out["loss"].sum(axis=1) * self.pen[g]).sum(axis=1) + spend + self.bc[g] * out["backlog"]
+        spend = (out["flex"] @ self.unit[g]).sum(axis=1)
+        true = out["loss"].sum(axis=1) @ self.pen[g] + spend + self.bc[g] * out["backlog"]
         if self.stock_row[g] >= 0:
             from peakplan.recourse_stock import STOCK_FIRST
 
@@ -275,7 +275,7 @@ class ChainOracle:
     def _lost(self, g: int, loss: np.ndarray, weight: np.ndarray) -> np.ndarray:
         """Per chain, the lost units ``loss`` ``[n, T, M]`` (units of capacity) in units of the segments, weighted
         by arrival ``weight`` ``[T]``."""
-        return (loss / self.sl[g]).sum(axis=2) @ weight
+        return (loss @ (1.0 / self.sl[g])) @ weight
 
     def _grad(self, g: int, p: np.ndarray, q: np.ndarray) -> np.ndarray:
         """``[K, nlev, T]``: per cluster, the sums of dQ/d(levels of g's levers) / S, from duals ``[S, T, J]``
@@ -362,23 +362,26 @@ class ChainOracle:
         S = self.S
         c, F, u = self._inputs(g, levels, None)
         per = 1.0 / self.sl[g][None, None, :]
+        # lost window units priced lam S w_s more (S w_s with feasibility): per arrival ``x w_s window_t per_m``
+        x = 1.0 if feasibility else lam
+        L = self.wc * self.pen[g][None, None, :] if not feasibility else np.zeros((1, 1, len(self.sl[g])))
+        if x > 0:
+            L = L + (x * S) * self.w[:, None, None] * self.window[None, :, None] * per
         if feasibility:
-            extra = S * self.w[:, None, None] * self.window[None, :, None] * per
-            L, u, bc = extra, 0.0, 0.0
+            u, bc = 0.0, 0.0
         else:
-            extra = (lam * S) * self.w[:, None, None] * self.window[None, :, None] * per
-            L, bc = self.wc * self.pen[g][None, None, :] + extra, self.wc * self.bc[g]
+            bc = self.wc * self.bc[g]
         out = self._solve(g, self.demand[g], c, F, u, bc, np.ascontiguousarray(np.broadcast_to(
             L, self.demand[g].shape)), levels, 0.0 if feasibility else self.wc)
         self.calls += 1
         self.fallbacks += out["fallback"]
-        loss = out["loss"]
         k0 = self.starts
-        served_path = self.dwin_path[g] - self.w * self._lost(g, loss, self.window.astype(float))
+        lost_win = self.w * self._lost(g, out["loss"], self.window.astype(float))  # weighted lost window units
+        served_path = self.dwin_path[g] - lost_win
         served = np.add.reduceat(served_path, k0)
         cost_path = out["cost"]
         lag = np.add.reduceat(cost_path, k0) / S - lam * self.dwin[g]
-        true = lag.copy() if feasibility else np.add.reduceat(cost_path - (extra * loss).sum(axis=(1, 2)), k0) / S
+        true = lag.copy() if feasibility else np.add.reduceat(cost_path - (x * S) * lost_win, k0) / S
         grad = self._grad(g, out["p"], out["q"])
         spend, true_path = self._true(g, out, None)
         return {"g": g, "lam": lam, "lag": lag, "served": served, "cost": true, "grad": grad,
@@ -704,8 +707,9 @@ def solve_benders_chains(pack: PlanningPack, draws: mc.Draws, variant: Variant, 
     be met) and a multiplier ``mu`` on flex spend to the recourse (a concave search, as for
     ``lam``); cuts then read ``theta_gk + mu phi_gk - lam sigma_gk >= ...``.
 
-    ``clusters`` (default 8, or 32 from 5,000 paths, times ``8 // G`` below 8 segments)
-    sets how finely the cuts are disaggregated. ``start`` (lever levels) is evaluated first
+    ``clusters`` (default 8, or 32 from 5,000 paths, times ``8 // G`` below 8 segments, and
+    times 4 where chains are min-cost flows: streams sharing a resource, ``max_delay`` >= 2,
+    pre-build) sets how finely the cuts are disaggregated. ``start`` (lever levels) is evaluated first
     and becomes the first core if it is feasible and the best point;
     from ``ramp`` paths on, the start is the solution of the first eighth of the paths
     (solved the same way at ``max(tol, 1e-3)``, in at most a quarter of the time limit; a
@@ -736,7 +740,13 @@ def solve_benders_chains(pack: PlanningPack, draws: mc.Draws, variant: Variant, 
         if first.status in (SolveStatus.OPTIMAL, SolveStatus.TIME_LIMIT) and np.isfinite(first.objective):
             start = np.vstack([first.levels, first.prebuild[:, np.flatnonzero(pack.arr("storable").astype(bool))].T])
     if clusters is None:
-        clusters = (8 if S < 5000 else 32) * max(1, 8 // G)  # about 64 (256 from 5,000 paths) cost columns
+        # about 64 cost columns (256 from 5,000 paths), four times that where a chain pass is dear (min-cost
+        # flows: streams sharing a resource, max_delay 2 and more, pre-build): finer cuts cost master time
+        # and save passes (shared network: 7 iterations instead of 10 at S=1,000, 5-6 instead of 8-9 at
+        # 10,000; on the synthetic network, cheap one-stream DP chains, binding targets took longer)
+        heavy = (pack.max_delay >= 2 or any(len(seg) > 1 for seg in structure["segments"])
+                 or bool(pack.arr("storable").astype(bool).any()))
+        clusters = (8 if S < 5000 else 32) * max(1, 8 // G) * (4 if heavy else 1)
     oracle = ChainOracle(pack, draws, structure, clusters)
     oracle.deadline = deadline
     K = oracle.K
