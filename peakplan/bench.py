@@ -136,6 +136,28 @@ def _chain_case(n: int, repeat: int, K: int = 1) -> Figure:
     return Figure(name, n * T / dt / calib, n * T / dt, "chain-periods", calib)
 
 
+def _streams_case(n: int, repeat: int) -> Figure:
+    """Two streams sharing each chain (``recourse_streams``): the same demand split 2:1, the second stream worth
+    1.4x a unit lost, ``max_delay`` 1 (the cohort DP of :func:`peakplan.recourse.solve_flows`)."""
+    from peakplan.recourse import solve_flows
+
+    T = 52
+    rng = np.random.default_rng(11)
+    d = rng.lognormal(np.log(100.0), 0.15, (n, T)) * np.where(np.arange(T) >= 40, 1.4, 1.0)
+    d = np.stack([d * 2 / 3, d / 3], axis=2)
+    c = 105.0 * rng.normal(0.96, 0.02, (n, T, 1))
+    F = np.full((n, T, 1), 20.0)
+    L = np.broadcast_to(np.array([50.0, 70.0]), (n, T, 2))
+
+    def run(k=n):
+        return solve_flows(d[:k], c[:k], F[:k], 25.0, 1.0, L[:k], 1)
+
+    run(10)  # warm (compile)
+    calib = _calibrate(n * T, repeat)
+    dt = best_time(run, repeat)
+    return Figure("recourse_streams", n * T / dt / calib, n * T / dt, "chain-periods", calib)
+
+
 def _stock_case(n: int, repeat: int) -> Figure:
     """The storable chains of :mod:`peakplan.recourse_stock` on the same chains with pre-build (``recourse_stock``):
     up to 10 built a period, room for 200, 50 in stock at the start, holding 0.5, ``max_delay`` 1."""
@@ -168,6 +190,7 @@ def measure(quick: bool = False, repeat: int | None = None) -> list[Figure]:
         _draw_case(n, rep),
         _chain_case(n // 2, rep),
         _chain_case(n // 8, rep, K=2),
+        _streams_case(n // 8, rep),
         _stock_case(n // 20, rep),
     ]
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
