@@ -124,6 +124,41 @@ def _tiers(c, F, u, c0, tw, tp, nt, wt, order):
         wt[t] = w
 
 
+@njit(cache=True, nogil=True, error_model="numpy", inline="always")
+def _at_free(m_lo, mst, mlt, c0t, wtt):
+    """``M_t`` at ``c0_t`` (no capacity taken by old units) and where that falls: ``(value, segment, offset)``."""
+    val = m_lo
+    z = -wtt
+    j = 0
+    while True:
+        room = c0t - z
+        if mlt[j] >= room:
+            return val + mst[j] * room, j, room
+        val += mst[j] * mlt[j]
+        z += mlt[j]
+        j += 1
+
+
+@njit(cache=True, nogil=True, error_model="numpy", inline="always")
+def _walk(nm, mlt, mtt, ntt, zt, wtt):
+    """Walk ``M_t`` from ``-wt_t`` to ``zt``: ``(flex left unbought, new units served)``."""
+    z = -wtt
+    flex = wtt
+    knew = 0.0
+    nxt_tier = 0
+    for j in range(nm):
+        if z >= zt:
+            break
+        step = min(mlt[j], zt - z)
+        if nxt_tier < ntt and j == mtt[nxt_tier]:
+            flex -= step
+            nxt_tier += 1
+        else:
+            knew += step
+        z += step
+    return flex, knew
+
+
 @njit(cache=True, nogil=True, error_model="numpy")
 def _chain(d, c, F, u, b, L, K, out_n, out_o, out_v, out_loss, out_p, out_q, seg_s, seg_l, v0, nseg,
            vfin, ms, ml, mt, mlo, nmv, c0, tw, tp, nt, wt, used, order, work):
@@ -144,20 +179,7 @@ def _chain(d, c, F, u, b, L, K, out_n, out_o, out_v, out_loss, out_p, out_q, seg
             continue
         mst = ms[t]
         mlt = ml[t]
-        # M(c0_t), and where c0_t falls: segment j at offset off
-        val = m_lo
-        z = -wt[t]
-        j = 0
-        off = 0.0
-        while True:
-            room = c0[t] - z
-            if mlt[j] >= room:
-                off = room
-                val += mst[j] * room
-                break
-            val += mst[j] * mlt[j]
-            z += mlt[j]
-            j += 1
+        val, j, off = _at_free(m_lo, mst, mlt, c0[t], wt[t])  # M(c0_t), and where c0_t falls
         # V_t(B) = min_s L_{t-1} (B - s) + R(s), R(s) = M(c0_t - s): M leftwards from c0_t, slopes negated
         v0[t] = val
         lim = L[t - 1]
@@ -190,28 +212,10 @@ def _chain(d, c, F, u, b, L, K, out_n, out_o, out_v, out_loss, out_p, out_q, seg
     carry = 0.0
     cost = 0.0
     for t in range(T):
-        nm = nmv[t]
-        mst = ms[t]
-        mlt = ml[t]
-        mtt = mt[t]
-        nxt_tier = 0
         s_old = 0.0
         if K == 1 and t > 0 and carry > 0:
             s_old = min(carry, vfin[t])
-        zt = c0[t] - s_old
-        z = -wt[t]
-        flex = wt[t]
-        knew = 0.0
-        for j in range(nm):
-            if z >= zt:
-                break
-            step = min(mlt[j], zt - z)
-            if nxt_tier < nt[t] and j == mtt[nxt_tier]:
-                flex -= step
-                nxt_tier += 1
-            else:
-                knew += step
-            z += step
+        flex, knew = _walk(nmv[t], ml[t], mt[t], nt[t], c0[t] - s_old, wt[t])
         s_new = min(knew, d[t])
         out_n[t] = s_new
         used[t] = flex
@@ -803,19 +807,7 @@ def _streams_dp(d, L, b, K, x, c0, tw, tp, nt, wt, D, order_m, seg_s, seg_l, seg
             continue
         mst = ms[t]
         mlt = ml[t]
-        val = m_lo  # M(c0_t), and where c0_t falls: segment j at offset off
-        z = -wt[t]
-        j = 0
-        off = 0.0
-        while True:
-            room = c0[t] - z
-            if mlt[j] >= room:
-                off = room
-                val += mst[j] * room
-                break
-            val += mst[j] * mlt[j]
-            z += mlt[j]
-            j += 1
+        val, j, off = _at_free(m_lo, mst, mlt, c0[t], wt[t])  # M(c0_t), and where c0_t falls
         v0[t] = val
         # V_t = lost_{t-1} merged with R(s) = M(c0_t - s) (M leftwards from c0_t, slopes negated), on [0, D_{t-1}]
         k = 0
@@ -878,23 +870,7 @@ def _streams_dp(d, L, b, K, x, c0, tw, tp, nt, wt, D, order_m, seg_s, seg_l, seg
                 step = min(left[t - 1, m], give)
                 x[t - 1, m, 1] = step
                 give -= step
-        nm = nmv[t]
-        mst = ms[t]
-        mlt = ml[t]
-        mtt = mt[t]
-        nxt_tier = 0
-        zt = c0[t] - s_old
-        z = -wt[t]
-        knew = 0.0
-        for j in range(nm):
-            if z >= zt:
-                break
-            step = min(mlt[j], zt - z)
-            if nxt_tier < nt[t] and j == mtt[nxt_tier]:
-                nxt_tier += 1
-            else:
-                knew += step
-            z += step
+        _, knew = _walk(nmv[t], ml[t], mt[t], nt[t], c0[t] - s_old, wt[t])
         s_new = min(knew, D[t])
         give = s_new
         for a in range(M - 1, -1, -1):
