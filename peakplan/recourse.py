@@ -883,29 +883,25 @@ def _streams_dp(d, L, b, K, x, c0, tw, tp, nt, wt, D, order_m, seg_s, seg_l, seg
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
+def _dp_scratch(T, J, cap):
+    """The DP's scratch, shared by its drivers: the value functions' segments (``seg_s``, ``seg_l``, ``v0``,
+    ``nseg``), ``M_t``'s (``ms``, ``ml``, ``mt``, ``mlo``, ``nmv``) and the tiers (``c0``, ``tw``, ``tp``, ``nt``,
+    ``wt``, ``used``, ``order``); ``cap`` segments a period."""
+    return (np.zeros((T + 1, cap)), np.zeros((T + 1, cap)), np.zeros(T + 1), np.zeros(T + 1, np.int64),
+            np.zeros((T, cap)), np.zeros((T, cap)), np.zeros((T, J), np.int64), np.zeros(T), np.zeros(T, np.int64),
+            np.zeros(T), np.zeros((T, J)), np.zeros((T, J)), np.zeros(T, np.int64), np.zeros(T), np.zeros(T),
+            np.zeros(J, np.int64))
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
 def _solve_all_streams(d, c, F, u, b, L, K, cost, backlog, ok, x, v, loss, p, q):
     """:func:`_solve_all_flow` for ``K`` <= 1: flows by :func:`_streams_dp`, then :func:`_flow_finish`."""
     C, T, M = d.shape
     J = c.shape[2]
     N = T * M
     cap = T * (J + M + 3) + 8
-    seg_s = np.zeros((T + 1, cap))
-    seg_l = np.zeros((T + 1, cap))
+    seg_s, seg_l, v0, nseg, ms, ml, mt, mlo, nmv, c0, tw, tp, nt, wt, used, order = _dp_scratch(T, J, cap)
     seg_r = np.zeros((T + 1, cap), np.bool_)
-    v0 = np.zeros(T + 1)
-    nseg = np.zeros(T + 1, np.int64)
-    ms = np.zeros((T, cap))
-    ml = np.zeros((T, cap))
-    mt = np.zeros((T, J), np.int64)
-    mlo = np.zeros(T)
-    nmv = np.zeros(T, np.int64)
-    c0 = np.zeros(T)
-    tw = np.zeros((T, J))
-    tp = np.zeros((T, J))
-    nt = np.zeros(T, np.int64)
-    wt = np.zeros(T)
-    used = np.zeros(T)
-    order = np.zeros(J, np.int64)
     D = np.zeros(T)
     order_m = np.zeros((T, M), np.int64)
     left = np.zeros((T, M))
@@ -966,24 +962,8 @@ def _solve_all_flow(d, c, F, u, b, L, K, cost, backlog, ok, x, v, loss, p, q):
 def _solve_all(d, c, F, u, b, L, K, cost, ok, n, o, v, loss, p, q):
     C, T = d.shape
     J = c.shape[2]
-    cap = T * (J + 2) + 8
-    seg_s = np.zeros((T + 1, cap))
-    seg_l = np.zeros((T + 1, cap))
-    v0 = np.zeros(T + 1)
-    nseg = np.zeros(T + 1, np.int64)
+    seg_s, seg_l, v0, nseg, ms, ml, mt, mlo, nmv, c0, tw, tp, nt, wt, used, order = _dp_scratch(T, J, T * (J + 2) + 8)
     vfin = np.zeros(T + 1)
-    ms = np.zeros((T, cap))
-    ml = np.zeros((T, cap))
-    mt = np.zeros((T, J), np.int64)
-    mlo = np.zeros(T)
-    nmv = np.zeros(T, np.int64)
-    c0 = np.zeros(T)
-    tw = np.zeros((T, J))
-    tp = np.zeros((T, J))
-    nt = np.zeros(T, np.int64)
-    wt = np.zeros(T)
-    used = np.zeros(T)
-    order = np.zeros(J, np.int64)
     work = np.zeros((7, T))
     for i in range(C):
         cst, good = _chain(d[i], c[i], F[i], u[i], b[i], L[i], K, n[i], o[i], v[i], loss[i], p[i], q[i],
