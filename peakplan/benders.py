@@ -740,13 +740,15 @@ def solve_benders_chains(pack: PlanningPack, draws: mc.Draws, variant: Variant, 
                                         0.25 * max(0.0, deadline - time.perf_counter()))
         if first.status in (SolveStatus.OPTIMAL, SolveStatus.TIME_LIMIT) and np.isfinite(first.objective):
             start = np.vstack([first.levels, first.prebuild[:, np.flatnonzero(pack.arr("storable").astype(bool))].T])
+    # a chain pass is dear where chains are min-cost flows (streams sharing a resource, max_delay 2 and
+    # more, pre-build)
+    heavy = (pack.max_delay >= 2 or any(len(seg) > 1 for seg in structure["segments"])
+             or bool(pack.arr("storable").astype(bool).any()))
     if clusters is None:
-        # about 64 cost columns (256 from 5,000 paths), four times that where a chain pass is dear (min-cost
-        # flows: streams sharing a resource, max_delay 2 and more, pre-build): finer cuts cost master time
-        # and save passes (shared network: 7 iterations instead of 10 at S=1,000, 5-6 instead of 8-9 at
-        # 10,000; on the synthetic network, cheap one-stream DP chains, binding targets took longer)
-        heavy = (pack.max_delay >= 2 or any(len(seg) > 1 for seg in structure["segments"])
-                 or bool(pack.arr("storable").astype(bool).any()))
+        # about 64 cost columns (256 from 5,000 paths), four times that where a chain pass is dear: finer
+        # cuts cost master time and save passes (shared network: 7 iterations instead of 10 at S=1,000, 5-6
+        # instead of 8-9 at 10,000; on the synthetic network, cheap one-stream DP chains, binding targets
+        # took longer)
         clusters = (8 if S < 5000 else 32) * max(1, 8 // G) * (4 if heavy else 1)
     oracle = ChainOracle(pack, draws, structure, clusters)
     oracle.deadline = deadline
@@ -1127,9 +1129,22 @@ def solve_benders_chains(pack: PlanningPack, draws: mc.Draws, variant: Variant, 
         n_cuts += len(rows)
 
     try:
-        if with_service or with_cvar:
+        if start is not None:  # a full first-stage column at the start levels: the master with y fixed there
+            start = np.asarray(start, float)
+            if len(start) < len(y_idx):  # lever levels alone: no planned builds
+                start = np.vstack([start, np.zeros((len(y_idx) - len(start), pack.T))])
+            col = solve_fixed(y_idx.ravel(), start.ravel())
+            if col is not None:
+                seed(col)
+                if alpha is None and core is not None and np.array_equal(core, col):
+                    alpha = 0.9  # a start that is feasible and the best point: search close to it
+        if (with_service or with_cvar) and (core is None or (with_cvar and not heavy)):
             # a first core inside the feasible region: the master's most capacity (every reserve and flex
-            # lever as high and every release as low as its rules allow), where the target is most reachable
+            # lever as high and every release as low as its rules allow), where the target is most reachable.
+            # A start that is a feasible core makes it one pass too many, except under a quantile or CVaR
+            # target on cheap chains, where its cuts (every chain's fewest lost units) save more master time
+            # than the pass costs (S=1,000, plans A/B/C without it: storage 5.9/7.0 -> 5.5/6.6 s, shared
+            # 2.0/2.3 -> 1.8/2.1 s, max_delay 2 1.7/1.9 -> 1.6/1.8 s; synthetic B/C 1.5 -> 1.9 s)
             base_cost = np.asarray(h.getLp().col_cost_).copy()
             push = np.zeros(len(base_cost))
             for i, lv in enumerate(pack.levers):
@@ -1145,15 +1160,6 @@ def solve_benders_chains(pack: PlanningPack, draws: mc.Draws, variant: Variant, 
                                   np.concatenate([col[y_idx].ravel(), fewest.ravel() * (1 + 1e-9)]))
             if col is not None:
                 seed(col)
-        if start is not None:  # a full first-stage column at the start levels: the master with y fixed there
-            start = np.asarray(start, float)
-            if len(start) < len(y_idx):  # lever levels alone: no planned builds
-                start = np.vstack([start, np.zeros((len(y_idx) - len(start), pack.T))])
-            col = solve_fixed(y_idx.ravel(), start.ravel())
-            if col is not None:
-                seed(col)
-                if alpha is None and core is not None and np.array_equal(core, col):
-                    alpha = 0.9  # a start that is feasible and the best point: search close to it
         if alpha is None:
             alpha = 0.5
         while True:
