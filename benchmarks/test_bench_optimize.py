@@ -40,12 +40,20 @@ flows), against the extensive form at S=50 and then at S=1,000 and 10,000::
 
     .venv/bin/python benchmarks/test_bench_optimize.py --storage --repeat 3
 
+The shared network with the first segment on every resource storable (pre-build as above, in
+its own units; the second segment, half a unit of the resource per unit, cannot be stored:
+one chain per resource, a stock and a stream), against the extensive form at S=50 and then at
+S=1,000 and 10,000::
+
+    .venv/bin/python benchmarks/test_bench_optimize.py --shared_storage --repeat 3
+
 The retail scenario (its budget shared with overtime) at its own sample size S=300 (seed 7),
 extensive form against the L-shaped method at a 1e-6 gap::
 
     .venv/bin/python benchmarks/test_bench_optimize.py --retail 300
 
-``--curve``, ``--compare``, ``--series``, ``--budget``, ``--delay``, ``--shared`` and ``--storage`` also write
+``--curve``, ``--compare``, ``--series``, ``--budget``, ``--delay``, ``--shared``, ``--storage`` and
+``--shared_storage`` also write
 ``benchmarks/optimize_<mode>.json`` (``optimize_curve.json``, ``optimize_compare.json``, ...). Every time is the median of ``--repeat`` runs (default
 1 for the long ones) after one warm-up solve that compiles the numba chain solver; the
 solve runs on one core (HiGHS ``threads=1``, the chain solver single-threaded).
@@ -83,17 +91,23 @@ BUDGET = 50_000.0
 def _pack(T: int = 52, R: int = 8, network: str = "synthetic"):
     """The synthetic network (one resource per segment), its series form (R/2 sites, each picked then packed),
     under a binding budget, with ``max_delay`` 2 (``delay``), two segments on every resource (``shared``) or
-    every segment storable (``storage``)."""
+    every segment storable (``storage``), or the shared network with its first segment on every resource
+    storable (``shared_storage``)."""
     if network == "delay":
         return examples.synthetic_pack(T=T, R=R).replace(max_delay=2)
-    if network == "shared":  # two segments on every resource, the second half a unit of it per unit
+    if network in ("shared", "shared_storage"):  # two segments on every resource, the second half a unit of it
         pack = examples.synthetic_pack(T=T, R=R, G=2 * R)
         load = pack.load.copy()
         load[R:] *= 0.5
         pen = pack.penalty.copy()
         pen[R:] *= 0.7
-        return pack.replace(load=load, backlog_cost=pack.arr("backlog_cost") * load.sum(axis=1),
+        pack = pack.replace(load=load, backlog_cost=pack.arr("backlog_cost") * load.sum(axis=1),
                             base_capacity=pack.base_capacity * 0.75, penalty=pen)
+        if network == "shared":
+            return pack
+        mean = np.concatenate([pack.base_capacity.mean(axis=0), np.zeros(R)])  # the first segment: room for 2 periods
+        return pack.replace(storable=np.arange(2 * R) < R, storage_cap=2 * mean, holding_cost=np.full(2 * R, 0.5),
+                            initial_stock=0.5 * mean)
     if network == "series":
         return examples.series_pack(T=T, G=R // 2)
     if network == "storage":  # every segment storable: room for two periods, half a period in stock at the start
@@ -223,7 +237,7 @@ if __name__ == "__main__":
                 rows.append(benders_once(S, variant=variant, repeat=repeat if S <= 2000 else 1, network="series"))
                 print(rows[-1], flush=True)
         _write("optimize_series.json", rows)
-    elif mode in ("--delay", "--budget", "--shared", "--storage"):
+    elif mode in ("--delay", "--budget", "--shared", "--storage", "--shared_storage"):
         # max_delay 2, a binding budget shared with flex spend, two segments on every resource or pre-build:
         # against the extensive form at S=50, then at
         # the scale points (each solve stopped at 300 s)
@@ -264,4 +278,4 @@ if __name__ == "__main__":
         _write("optimize_curve.json", rows)
     else:
         sys.exit(f"unknown mode {mode}; use --curve, --compare, --series, --budget, --delay, --shared, --storage, "
-                 "--retail or --extensive")
+                 "--shared_storage, --retail or --extensive")

@@ -6,7 +6,7 @@ highspy and grown row by row); the recourse enters through cuts. Two subproblem 
 
 - **chains** (:func:`solve_benders_chains`): where each segment has resources of its own
   (several in series, e.g. pickers then packers) or shares one resource, loading only that
-  one, with other segments, and a storable segment has resources of its own, each path's
+  one, with other segments, and no two storable segments share a resource, each path's
   second stage is one small LP per chain (a segment, or the segments sharing a resource; any
   ``max_delay``), solved exactly and with verified duals by
   :func:`peakplan.recourse.solve_chains` (:func:`peakplan.recourse_stock.solve_stock_chains`
@@ -63,7 +63,8 @@ def chain_structure(pack: PlanningPack, variant: Variant, budget: float | None) 
     needs capacity on each), or several segments sharing one resource, each loading only
     that one (one stream of arrivals per segment; with ``max_delay`` >= 1 their backlog
     costs per unit of the resource must be equal). A storable segment (pre-build) is a chain
-    on resources of its own. Returns per chain its ``segments``, their
+    on resources of its own, or one of the segments sharing a resource (at most one storable
+    segment per chain: one stock). Returns per chain its ``segments``, their
     ``stream_loads`` (units of capacity a unit of each takes: 1 for a segment on resources of
     its own, whose capacity is counted in its units), its ``resources``, their ``loads`` (1
     for a shared resource) and its name (``names``: the segments' joined by ``+``).
@@ -102,10 +103,10 @@ def chain_structure(pack: PlanningPack, variant: Variant, budget: float | None) 
             out["loads"].append(A[g, res[g]])
             out["names"].append(names[0])
             continue
-        if storable[segs].any():
+        if storable[segs].sum() > 1:
             kept = ", ".join(pack.segments[k] for k in segs if storable[k])
-            return (f"segments {', '.join(names)} share resources and {kept} is storable (pre-build: a storable "
-                    "segment is a chain on resources of its own)")
+            return (f"segments {', '.join(names)} share resources and {kept} are storable (pre-build: a chain holds "
+                    "one storable segment)")
         shared = {int(r) for k in segs for r in res[k]}
         if len(shared) > 1 or any(len(res[k]) > 1 for k in segs):
             return (f"segments {', '.join(names)} share resources {', '.join(pack.resources[r] for r in sorted(shared))}"
@@ -123,6 +124,12 @@ def chain_structure(pack: PlanningPack, variant: Variant, budget: float | None) 
         out["loads"].append(np.ones(1))
         out["names"].append("+".join(names))
     return out
+
+
+def _stock_segments(pack: PlanningPack, structure: dict) -> np.ndarray:
+    """Per storable chain (in chain order), its storable segment: the order of the planned builds' rows."""
+    storable = pack.arr("storable").astype(bool)
+    return np.array([int(k) for segs in structure["segments"] for k in segs if storable[k]], int)
 
 
 class ChainOracle:
@@ -179,12 +186,15 @@ class ChainOracle:
             self.flex_lever.append(np.array([next((i for i, lv in enumerate(levers) if lv.resource == r
                                                    and lv.kind == "flex"), -1) for r in self.res[g]], int))
         self.flex_on = [np.flatnonzero(f >= 0) for f in self.flex_lever]
-        # storable chains (one segment each): the row of their planned builds after the L levers
+        # storable chains (one storable segment each, alone or sharing a resource with others): the row of
+        # their planned builds after the L levers, and the storable segment's stream
         storable = pack.arr("storable").astype(bool)
         stock_chains = [g for g in range(G) if storable[self.segs[g]].any()]
-        self.stock_segments = np.array([int(self.segs[g][0]) for g in stock_chains], int)
+        self.stock_segments = _stock_segments(pack, structure)
         self.stock_row = np.full(G, -1)
         self.stock_row[stock_chains] = pack.L + np.arange(len(stock_chains))
+        self.stock_m = np.array([int(np.flatnonzero(storable[self.segs[g]])[0]) if self.stock_row[g] >= 0 else -1
+                                 for g in range(G)], int)
         self.levers_of = [np.concatenate([self.cap_levers[g], self.flex_lever[g][self.flex_on[g]]]
                                          + ([[self.stock_row[g]]] if self.stock_row[g] >= 0 else [])).astype(int)
                           for g in range(G)]
@@ -235,7 +245,7 @@ class ChainOracle:
         if self.stock_row[g] >= 0:
             from peakplan.recourse_stock import STOCK_FIRST
 
-            true = true + self.hold[self.segs[g][0]] * out["stock"] - STOCK_FIRST * out["take"]
+            true = true + self.hold[self.segs[g][self.stock_m[g]]] * out["stock"] - STOCK_FIRST * out["take"]
         return spend, true
 
     def _inputs(self, g: int, levels: np.ndarray, idx) -> tuple:
@@ -253,18 +263,28 @@ class ChainOracle:
     def _solve(self, g: int, d, c, F, u, bc, L, levels, wc: float) -> dict:
         """Chain ``g``'s LPs: ``d``, ``L`` ``[n, T, M]``; the DP for one stream and ``max_delay`` 0 or 1, else
         successive shortest paths; a storable chain's min-cost flow, its holding cost priced ``wc``, with its
-        build cap's dual as the last column of ``p``. ``loss`` comes back ``[n, T, M]`` in units of capacity."""
+        build cap's dual as the last column of ``p`` (the storable stream's builds, room and stock counted in
+        units of capacity inside, ``stock`` and ``take`` reported in units of its segment). ``loss`` comes back
+        ``[n, T, M]`` in units of capacity."""
         from peakplan.recourse import solve_chains, solve_flows
 
         if self.stock_row[g] >= 0:
             from peakplan.recourse_stock import STOCK_FIRST, solve_stock_chains
 
-            k = self.segs[g][0]
-            out = solve_stock_chains(d[:, :, 0], c, F, u, bc, L[:, :, 0], self.max_delay,
-                                     np.maximum(levels[self.stock_row[g]], 0.0), self.room[k], self.stock0[k],
-                                     wc * self.hold[k], wc * STOCK_FIRST)
-            out["loss"] = out["loss"][:, :, None]
-            out["p"] = np.concatenate([out["p"], out["pb_dual"][:, :, None]], axis=2)
+            m = self.stock_m[g]
+            k, a = self.segs[g][m], float(self.sl[g][m])  # a unit of the storable segment takes a of capacity
+            rest = [i for i in range(d.shape[2]) if i != m]  # the streams that cannot be stored
+            out = solve_stock_chains(d[:, :, m], c, F, u, bc, L[:, :, m], self.max_delay,
+                                     a * np.maximum(levels[self.stock_row[g]], 0.0), a * self.room[k],
+                                     a * self.stock0[k], wc * self.hold[k] / a, wc * STOCK_FIRST / a,
+                                     d2=d[:, :, rest] if rest else None, L2=L[:, :, rest] if rest else None)
+            loss = np.zeros(d.shape)
+            loss[:, :, m] = out["loss"]
+            if rest:
+                loss[:, :, rest] = out["loss2"]
+            out["loss"] = loss
+            out["stock"], out["take"] = out["stock"] / a, out["take"] / a
+            out["p"] = np.concatenate([out["p"], a * out["pb_dual"][:, :, None]], axis=2)
             return out
         if d.shape[2] == 1 and self.max_delay <= 1:
             out = solve_chains(d[:, :, 0], c, F, u, bc, L[:, :, 0], self.max_delay)
@@ -739,7 +759,7 @@ def solve_benders_chains(pack: PlanningPack, draws: mc.Draws, variant: Variant, 
                                         ramp=ramp, time_limit=None if time_limit is None else
                                         0.25 * max(0.0, deadline - time.perf_counter()))
         if first.status in (SolveStatus.OPTIMAL, SolveStatus.TIME_LIMIT) and np.isfinite(first.objective):
-            start = np.vstack([first.levels, first.prebuild[:, np.flatnonzero(pack.arr("storable").astype(bool))].T])
+            start = np.vstack([first.levels, first.prebuild[:, _stock_segments(pack, structure)].T])
     # a chain pass is dear where chains are min-cost flows (streams sharing a resource, max_delay 2 and
     # more, pre-build)
     heavy = (pack.max_delay >= 2 or any(len(seg) > 1 for seg in structure["segments"])

@@ -170,7 +170,7 @@ def solve_chain_lp_delay(d, c, F, u, b: float, L, K: int) -> dict:
 
 
 def solve_chain_lp_stock(d, c, F, u, b: float, L, K: int, pb, room: float, s0: float, h: float,
-                         eps: float = 1e-5) -> dict:
+                         eps: float = 1e-5, d2=None, L2=None) -> dict:
     """One storable chain by HiGHS: :func:`solve_chain_lp_delay` with pre-build and stock.
 
     Columns ``x_tj`` (arrival ``t`` served in ``t + j``), ``v_si``, ``take_s`` (served in ``s``
@@ -183,6 +183,11 @@ def solve_chain_lp_stock(d, c, F, u, b: float, L, K: int, pb, room: float, s0: f
              served_s - take_s + build_s - v_si <= c_si         (p_si)  capacity of resource i in s
              take_s <= served_s,   take_s <= stock_{s-1},   stock_s <= room
              0 <= v_si <= F_si (q_si),   0 <= build_s <= pb_s
+
+    ``d2``, ``L2`` (``[T, M2]``, optional): more streams sharing the capacity that cannot be
+    stored, columns ``x2_tmj`` with their own arrival rows, each served unit taking a unit of
+    every resource in ``s`` as ``x_tj`` does (and ``loss2``, ``by_age2`` ``[T, M2, K + 1]``
+    among the outputs).
 
     The reference and the fallback of :func:`peakplan.recourse_stock.solve_stock_chains`.
     Returns its outputs: ``cost``, ``backlog``, ``stock`` (unit-periods held), ``take``,
@@ -197,6 +202,15 @@ def solve_chain_lp_stock(d, c, F, u, b: float, L, K: int, pb, room: float, s0: f
     d, c, F, u, b, L = _inputs(d, c, F, u, b, L)
     pb = np.asarray(pb, float).reshape(-1)
     T, J = c.shape
+    d2 = np.zeros((T, 0)) if d2 is None else np.asarray(d2, float).reshape(T, -1)
+    L2 = np.zeros((T, 0)) if L2 is None else np.asarray(L2, float).reshape(T, -1)
+    if d2.shape != L2.shape:
+        raise ValueError(f"shapes: d2 {d2.shape}, L2 {L2.shape}; want the same")
+    M2 = d2.shape[1]
+    t2, m2, j2 = (a.ravel() for a in np.meshgrid(np.arange(T), np.arange(M2), np.arange(K + 1), indexing="ij"))
+    keep2 = t2 + j2 < T
+    t2, m2, j2 = t2[keep2], m2[keep2], j2[keep2]
+    nx2 = len(t2)
     t_of, j_of = (a.ravel() for a in np.meshgrid(np.arange(T), np.arange(K + 1), indexing="ij"))
     keep = t_of + j_of < T
     t_of, j_of = t_of[keep], j_of[keep]
@@ -204,12 +218,14 @@ def solve_chain_lp_stock(d, c, F, u, b: float, L, K: int, pb, room: float, s0: f
     nx, nv = len(t_of), T * J
     wait = np.minimum(K, T - np.arange(T))
     r = b * wait + L
+    r2 = b * wait[:, None] + L2  # [T, M2]
     left = T - np.arange(T)  # periods a unit built (or not taken) in s is held from s on
-    # columns: x (nx), v (nv), take (T), build (T)
-    ox, ov, ot, ob = 0, nx, nx + nv, nx + nv + T
-    obj = np.concatenate([b * j_of - r[t_of], np.tile(u, T), -eps - h * left, h * left])
-    # rows: arrival t (0..T-1), capacity (s, i) (from rc_), take <= served (rs), take <= stock before (rb), room (rr)
-    rc_, rs, rb, rr = T, T + nv, T + nv + T, T + nv + 2 * T
+    # columns: x (nx), v (nv), take (T), build (T), x2 (nx2)
+    ox, ov, ot, ob, ox2 = 0, nx, nx + nv, nx + nv + T, nx + nv + 2 * T
+    obj = np.concatenate([b * j_of - r[t_of], np.tile(u, T), -eps - h * left, h * left, b * j2 - r2[t2, m2]])
+    # rows: arrival t (0..T-1), capacity (s, i) (from rc_), take <= served (rs), take <= stock before (rb), room (rr),
+    # arrival (t, m) of the other streams (ra2)
+    rc_, rs, rb, rr, ra2 = T, T + nv, T + nv + T, T + nv + 2 * T, T + nv + 3 * T
     tri = np.tril_indices(T)  # (s, q) with q <= s
     low = np.tril_indices(T, -1)  # q < s
     rows = [t_of, rs + s_of]
@@ -220,27 +236,37 @@ def solve_chain_lp_stock(d, c, F, u, b: float, L, K: int, pb, room: float, s0: f
                  rc_ + np.arange(T) * J + i]
         cols += [ox + np.arange(nx), ot + np.arange(T), ob + np.arange(T), ov + np.arange(T) * J + i]
         vals += [np.ones(nx), -np.ones(T), np.ones(T), -np.ones(T)]
-    rows += [rs + np.arange(T), rb + np.arange(T), rb + low[0], rb + low[0], rr + tri[0], rr + tri[0]]
-    cols += [ot + np.arange(T), ot + np.arange(T), ot + low[1], ob + low[1], ob + tri[1], ot + tri[1]]
+        rows.append(rc_ + (t2 + j2) * J + i)
+        cols.append(ox2 + np.arange(nx2))
+        vals.append(np.ones(nx2))
+    rows += [rs + np.arange(T), rb + np.arange(T), rb + low[0], rb + low[0], rr + tri[0], rr + tri[0],
+             ra2 + t2 * M2 + m2]
+    cols += [ot + np.arange(T), ot + np.arange(T), ot + low[1], ob + low[1], ob + tri[1], ot + tri[1],
+             ox2 + np.arange(nx2)]
     vals += [np.ones(T), np.ones(T), np.ones(len(low[0])), -np.ones(len(low[0])), np.ones(len(tri[0])),
-             -np.ones(len(tri[0]))]
+             -np.ones(len(tri[0])), np.ones(nx2)]
     A = sp.csr_matrix((np.concatenate(vals), (np.concatenate(rows), np.concatenate(cols))),
-                      shape=(T + nv + 3 * T, nx + nv + 2 * T))
-    rhs = np.concatenate([d, c.reshape(-1), np.zeros(T), np.full(T, s0), np.full(T, room - s0)])
+                      shape=(T + nv + 3 * T + T * M2, nx + nv + 2 * T + nx2))
+    rhs = np.concatenate([d, c.reshape(-1), np.zeros(T), np.full(T, s0), np.full(T, room - s0), d2.reshape(-1)])
     bounds = ([(0, None)] * nx + [(0, float(f)) for f in F.reshape(-1)] + [(0, None)] * T
-              + [(0, float(x)) for x in pb])
+              + [(0, float(x)) for x in pb] + [(0, None)] * nx2)
     res = linprog(obj, A_ub=A, b_ub=rhs, bounds=bounds, method="highs")
     if res.status != 0:
         raise RuntimeError(f"storable chain LP: {res.message}")
     by_age = np.zeros((T, K + 1))
     by_age[t_of, j_of] = res.x[:nx]
     v = res.x[ov:ot].reshape(T, J)
-    take, build = res.x[ot:ob], res.x[ob:]
+    take, build = res.x[ot:ob], res.x[ob:ox2]
     loss = np.maximum(d - by_age.sum(axis=1), 0.0)
+    by_age2 = np.zeros((T, M2, K + 1))
+    by_age2[t2, m2, j2] = res.x[ox2:]
+    loss2 = np.maximum(d2 - by_age2.sum(axis=2), 0.0)
     p = -res.ineqlin.marginals[rc_:rs].reshape(T, J)
     rcost = res.lower.marginals + res.upper.marginals  # see solve_chain_lp_series
     stock = s0 + np.cumsum(build - take)
-    return {"cost": res.fun + float((r * d).sum()) + h * T * s0, "loss": loss, "by_age": by_age, "flex": v,
-            "p": p, "q": np.maximum(-rcost[ov:ot], 0.0).reshape(T, J), "pb_dual": np.maximum(-rcost[ob:], 0.0),
-            "backlog": float((j_of * res.x[:nx]).sum() + (wait * loss).sum()), "stock": float(stock.sum()),
-            "take": float(take.sum())}
+    return {"cost": res.fun + float((r * d).sum() + (r2 * d2).sum()) + h * T * s0, "loss": loss, "by_age": by_age,
+            "flex": v, "p": p, "q": np.maximum(-rcost[ov:ot], 0.0).reshape(T, J),
+            "pb_dual": np.maximum(-rcost[ob:ox2], 0.0),
+            "backlog": float((j_of * res.x[:nx]).sum() + (wait * loss).sum() + (j2 * res.x[ox2:]).sum()
+                             + (wait[:, None] * loss2).sum()),
+            "stock": float(stock.sum()), "take": float(take.sum()), "loss2": loss2, "by_age2": by_age2}

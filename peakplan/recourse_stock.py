@@ -21,6 +21,10 @@ in the direction of demand (arrival -> where it is served -> the capacity that s
     Hout_s -> Hin_{s-1}      held longer (Hout_0 -> I0)
     Hout_s -> C_s            built in s: at most pb_s
     C_s -> Z                 the capacity pieces of :func:`peakplan.recourse._tiers`
+    A2_mt -> Z, -> C_s       stream m that cannot be stored: lost, or served in s = t..t+K
+
+The streams ``A2_m`` are the segments sharing the resource with a storable one
+(:func:`peakplan.benders.chain_structure`); then every quantity is in units of the resource.
 
 The initial stock is a circulation set up front, ``Z -> END -> Hin_{T-1} -> ... -> Hout_0
 -> I0 -> Z`` (``s0`` units held to the horizon, at ``h T s0``); taking a unit of it in
@@ -71,27 +75,32 @@ def _arc(ne, frm, to, cap, cost, first, nxt, u, v, c, w):
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
-def _stock_chain(d, c, F, u, b, L, K, pb, room, s0, h, eps, x, out_v, out_loss, out_p, out_q, out_pb,
-                 c0, tw, tp, nt, wt, order, frm, to, cap, cost, first, nxt, pot, dist, par, done, seen, settled, hk, hv,
-                 tot, stk):
+def _stock_chain(d, c, F, u, b, L, K, pb, room, s0, h, eps, d2, L2, x, x2, out_v, out_loss, out_loss2, out_p, out_q,
+                 out_pb, c0, tw, tp, nt, wt, order, frm, to, cap, cost, first, nxt, pot, dist, par, done, seen, settled,
+                 hk, hv, tot, stk):
     """One storable chain; returns ``(cost, backlog, stock, take, ok)``.
 
     ``x[t, j]``: arrival ``t`` served in ``t + j``; ``out_pb[t]``: the value of a unit more build
     cap in ``t`` (``dQ/dpb_t = -out_pb[t]``); ``stock`` is the unit-periods held (the initial stock
-    included), ``take`` the units served from stock. The rest is scratch.
+    included), ``take`` the units served from stock. ``d2``, ``L2`` ``[T, M2]``: streams that cannot
+    be stored sharing the capacity (``x2[t, m, j]``, ``out_loss2[t, m]``). The rest is scratch.
     """
     T = d.shape[0]
     J = c.shape[1]
+    M2 = d2.shape[1]
     _tiers(c, F, u, c0, tw, tp, nt, wt, order)
     scale = 1.0 + s0 + room
     for t in range(T):
         scale = max(scale, c0[t] + wt[t], d[t], pb[t])
+        for m in range(M2):
+            scale = max(scale, d2[t, m])
     tol = 1e-12 * scale
     if s0 > room + tol:  # the initial stock does not fit: the LP decides what must be taken at once
         return 0.0, 0.0, 0.0, 0.0, False
     A, Q, HI, HO, CN = 0, T, 2 * T, 3 * T, 4 * T
     Z, END, I0 = 5 * T, 5 * T + 1, 5 * T + 2
-    N = 5 * T + 3
+    A2 = 5 * T + 3  # stream m's arrival t: A2 + m T + t
+    N = 5 * T + 3 + M2 * T
     for n in range(N):
         first[n] = -1
     ne = 0
@@ -118,6 +127,13 @@ def _stock_chain(d, c, F, u, b, L, K, pb, room, s0, h, eps, x, out_v, out_loss, 
     ne = _arc(ne, frm, to, cap, cost, first, nxt, Z, END, s0, 0.0)
     ne = _arc(ne, frm, to, cap, cost, first, nxt, END, HI + T - 1, _INF, 0.0)
     ne = _arc(ne, frm, to, cap, cost, first, nxt, I0, Z, s0, 0.0)
+    e_str = ne
+    for t in range(T):  # the streams that cannot be stored: lost, or served from capacity in t..t+K
+        for m in range(M2):
+            ne = _arc(ne, frm, to, cap, cost, first, nxt, A2 + m * T + t, Z, _INF, b * min(K, T - t) + L2[t, m])
+            for j in range(K + 1):
+                if t + j < T:
+                    ne = _arc(ne, frm, to, cap, cost, first, nxt, A2 + m * T + t, CN + t + j, _INF, b * j)
     E = ne
     if s0 > 0.0:  # the circulation: s0 held to the horizon, every arc on it at s0
         for e in range(e_take, e_piece, 10):  # per period: from capacity, take, held longer, room, build
@@ -151,9 +167,11 @@ def _stock_chain(d, c, F, u, b, L, K, pb, room, s0, h, eps, x, out_v, out_loss, 
     for n in range(N):
         seen[n] = 0
         done[n] = 0
-    for t0 in range(T):
-        src = A + t0
-        rem = d[t0]
+    for ts in range(T * (M2 + 1)):
+        t0 = ts // (M2 + 1)
+        ms = ts % (M2 + 1)
+        src = A + t0 if ms == 0 else A2 + (ms - 1) * T + t0
+        rem = d[t0] if ms == 0 else d2[t0, ms - 1]
         while rem > tol:
             steps += 1
             if steps > limit:
@@ -264,6 +282,20 @@ def _stock_chain(d, c, F, u, b, L, K, pb, room, s0, h, eps, x, out_v, out_loss, 
                 e += 2
             else:
                 x[t, j] = 0.0
+    e = e_str
+    for t in range(T):
+        for m in range(M2):
+            out_loss2[t, m] = cap[e + 1]
+            backlog += min(K, T - t) * cap[e + 1]
+            total += L2[t, m] * cap[e + 1]
+            e += 2
+            for j in range(K + 1):
+                if t + j < T:
+                    x2[t, m, j] = cap[e + 1]
+                    backlog += j * cap[e + 1]
+                    e += 2
+                else:
+                    x2[t, m, j] = 0.0
     stock = 0.0
     take = 0.0
     for s in range(T):
@@ -288,6 +320,8 @@ def _stock_chain(d, c, F, u, b, L, K, pb, room, s0, h, eps, x, out_v, out_loss, 
     ctol = 1e-9 * max(1.0, abs(pot[Z] - pot[A]))
     for t in range(T):
         ctol = max(ctol, 1e-9 * abs(pot[Z] - pot[A + t]))
+        for m in range(M2):
+            ctol = max(ctol, 1e-9 * abs(pot[Z] - pot[A2 + m * T + t]))
     for e in range(E):
         if e == e_circ + 5:
             continue
@@ -296,6 +330,8 @@ def _stock_chain(d, c, F, u, b, L, K, pb, room, s0, h, eps, x, out_v, out_loss, 
     dual = 0.0
     for t in range(T):
         dual += d[t] * (pot[Z] - pot[A + t])
+        for m in range(M2):
+            dual += d2[t, m] * (pot[Z] - pot[A2 + m * T + t])
     for s in range(T):
         e = e_take + 10 * s
         dual -= room * max(0.0, pot[HO + s] - pot[HI + s] - h)  # room arc's multiplier
@@ -313,18 +349,19 @@ def _stock_chain(d, c, F, u, b, L, K, pb, room, s0, h, eps, x, out_v, out_loss, 
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
-def _solve_all_stock(d, c, F, u, b, L, K, pb, room, s0, h, eps, cost, backlog, stock, take, ok, x, v, loss, p, q,
-                     qpb):
+def _solve_all_stock(d, c, F, u, b, L, K, pb, room, s0, h, eps, d2, L2, cost, backlog, stock, take, ok, x, x2, v, loss,
+                     loss2, p, q, qpb):
     C, T = d.shape
     J = c.shape[2]
+    M2 = d2.shape[2]
     c0 = np.zeros(T)
     tw = np.zeros((T, J))
     tp = np.zeros((T, J))
     nt = np.zeros(T, np.int64)
     wt = np.zeros(T)
     order = np.zeros(J, np.int64)
-    E = 2 * (T * (K + 2) + 5 * T + T * (J + 1) + 3)
-    N = 5 * T + 3
+    E = 2 * (T * (K + 2) * (M2 + 1) + 5 * T + T * (J + 1) + 3)
+    N = 5 * T + 3 + M2 * T
     frm = np.zeros(E, np.int64)
     to = np.zeros(E, np.int64)
     cap = np.zeros(E)
@@ -342,24 +379,30 @@ def _solve_all_stock(d, c, F, u, b, L, K, pb, room, s0, h, eps, cost, backlog, s
     tot = np.zeros(T)
     stk = np.zeros(E + N, np.int64)
     for i in range(C):
-        r = _stock_chain(d[i], c[i], F[i], u[i], b[i], L[i], K, pb[i], room[i], s0[i], h[i], eps[i], x[i], v[i],
-                         loss[i], p[i], q[i], qpb[i], c0, tw, tp, nt, wt, order, frm, to, cap, cst, first, nxt, pot,
-                         dist, par, done, seen, settled, hk, hv, tot, stk)
+        r = _stock_chain(d[i], c[i], F[i], u[i], b[i], L[i], K, pb[i], room[i], s0[i], h[i], eps[i], d2[i], L2[i],
+                         x[i], x2[i], v[i], loss[i], loss2[i], p[i], q[i], qpb[i], c0, tw, tp, nt, wt, order, frm, to,
+                         cap, cst, first, nxt, pot, dist, par, done, seen, settled, hk, hv, tot, stk)
         cost[i], backlog[i], stock[i], take[i], ok[i] = r
 
 
-def solve_stock_chains(d, c, F, u, b, L, K: int, pb, room, s0, h, eps=STOCK_FIRST, fallback: bool = True) -> dict:
+def solve_stock_chains(d, c, F, u, b, L, K: int, pb, room, s0, h, eps=STOCK_FIRST, fallback: bool = True,
+                       d2=None, L2=None) -> dict:
     """Solve ``C`` storable chains; returns flows, costs and duals.
 
     ``d``, ``L``, ``pb``: ``[C, T]``; ``c``, ``F``: ``[C, T, J]`` (``J`` resources in series);
     ``u``: ``[C, J]`` or broadcast; ``b``, ``room``, ``s0``, ``h``, ``eps``: ``[C]`` or scalars;
     ``K`` = ``max_delay``. All in units of the segment. With ``fallback``, a chain whose
     certificate fails is re-solved by HiGHS (:func:`peakplan.recourse_lp.solve_chain_lp_stock`).
+    ``d2``, ``L2`` (``[C, T, M2]``, optional): arrivals and loss prices of ``M2`` more streams
+    that share the capacity but cannot be stored (segments sharing a resource with a storable
+    one), each unit taking one unit of capacity, at the same backlog cost ``b``: all in units
+    of the capacity, the storable stream's too.
 
     Returns ``cost``, ``backlog`` (unit-periods waited, lost units included), ``stock``
     (unit-periods held), ``take`` (units served from stock), ``ok``, all ``[C]``; ``loss``
     ``[C, T]``; ``by_age`` ``[C, T, K + 1]``; ``flex``, ``p``, ``q`` ``[C, T, J]``; ``pb_dual``
-    ``[C, T]`` (``dQ/dpb = -pb_dual``); ``fallback`` (how many chains went to HiGHS).
+    ``[C, T]`` (``dQ/dpb = -pb_dual``); ``fallback`` (how many chains went to HiGHS); with
+    ``d2``, the other streams' ``loss2`` ``[C, T, M2]`` and ``by_age2`` ``[C, T, M2, K + 1]``.
     """
     if int(K) != K or K < 0:
         raise ValueError(f"chains need a whole max_delay >= 0, got {K}")
@@ -376,27 +419,36 @@ def solve_stock_chains(d, c, F, u, b, L, K: int, pb, room, s0, h, eps=STOCK_FIRS
     c, F, u = full(c, (C, T, J)), full(F, (C, T, J)), full(u, (C, J))
     L, pb = full(L, (C, T)), full(pb, (C, T))
     b, room, s0, h, eps = (full(x, (C,)) for x in (b, room, s0, h, eps))
-    if not all(np.isfinite(x).all() for x in (d, c, F, u, b, L, pb, room, s0, h, eps)):
+    if (d2 is None) != (L2 is None):
+        raise ValueError("streams that cannot be stored need both d2 and L2")
+    M2 = 0 if d2 is None else np.shape(d2)[-1]
+    if d2 is not None and np.ndim(d2) != 3:
+        raise ValueError(f"d2 must be [C, T, M2], got shape {np.shape(d2)}")
+    d2 = full(np.zeros((C, T, 0)) if d2 is None else d2, (C, T, M2))
+    L2 = full(np.zeros((C, T, 0)) if L2 is None else L2, (C, T, M2))
+    if not all(np.isfinite(x).all() for x in (d, c, F, u, b, L, pb, room, s0, h, eps, d2, L2)):
         raise ValueError("storable chains need finite demand, capacity, caps and prices")
-    if any(np.any(x < 0) for x in (d, c, F, u, pb, room, s0, h, eps)):
+    if any(np.any(x < 0) for x in (d, c, F, u, pb, room, s0, h, eps, d2)):
         raise ValueError("storable chains need non-negative demand, capacity, caps, stock and prices")
     out = {k: np.zeros(C) for k in ("cost", "backlog", "stock", "take")}
     out["ok"] = np.zeros(C, bool)
     out["loss"], out["pb_dual"] = np.zeros((C, T)), np.zeros((C, T))
     out["by_age"] = np.zeros((C, T, K + 1))
     out.update({k: np.zeros((C, T, J)) for k in ("flex", "p", "q")})
-    _solve_all_stock(d, c, F, u, b, L, K, pb, room, s0, h, eps, out["cost"], out["backlog"], out["stock"],
-                     out["take"], out["ok"], out["by_age"], out["flex"], out["loss"], out["p"], out["q"],
-                     out["pb_dual"])
+    out["loss2"], out["by_age2"] = np.zeros((C, T, M2)), np.zeros((C, T, M2, K + 1))
+    _solve_all_stock(d, c, F, u, b, L, K, pb, room, s0, h, eps, d2, L2, out["cost"], out["backlog"], out["stock"],
+                     out["take"], out["ok"], out["by_age"], out["by_age2"], out["flex"], out["loss"], out["loss2"],
+                     out["p"], out["q"], out["pb_dual"])
     bad = np.flatnonzero(~out["ok"]) if fallback else np.zeros(0, int)
     for i in bad:
         from peakplan.recourse_lp import solve_chain_lp_stock
 
         ref = solve_chain_lp_stock(d[i], c[i], F[i], u[i], float(b[i]), L[i], K, pb[i], float(room[i]),
-                                   float(s0[i]), float(h[i]), float(eps[i]))
+                                   float(s0[i]), float(h[i]), float(eps[i]), d2=d2[i] if M2 else None,
+                                   L2=L2[i] if M2 else None)
         for k in ("cost", "backlog", "stock", "take"):
             out[k][i] = ref[k]
-        for k in ("loss", "by_age", "flex", "p", "q", "pb_dual"):
+        for k in ("loss", "by_age", "flex", "p", "q", "pb_dual") + (("loss2", "by_age2") if M2 else ()):
             out[k][i] = ref[k]
     out["fallback"] = len(bad)
     return out

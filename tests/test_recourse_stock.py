@@ -24,8 +24,9 @@ opt = importlib.import_module("peakplan.optimize")
 
 
 @st.composite
-def stock_chains(draw, n_max=2, t_max=8):
-    """``n`` storable chains: the series-chain strategy (J 1-2, any wait 0-3) plus builds, room, stock, holding."""
+def stock_chains(draw, n_max=2, t_max=8, streams=False):
+    """``n`` storable chains: the series-chain strategy (J 1-2, any wait 0-3) plus builds, room, stock, holding;
+    with ``streams``, also 0-2 streams that share the capacity but cannot be stored (``d2``, ``L2`` last)."""
     d, c, F, u, b, L, K = draw(series_chains(n_max=n_max, j_min=1, j_max=2, ks=(0, 1, 2, 3), t_max=t_max))
     n, T = d.shape
 
@@ -37,32 +38,41 @@ def stock_chains(draw, n_max=2, t_max=8):
     room = arr(st.sampled_from([0.0, 1.0, 3.0, 5.0, 20.0]), (n,))
     s0 = np.minimum(arr(GRID, (n,)), room)  # the initial stock fits its room (else: see the fallback test)
     h = arr(st.sampled_from([0.0, 0.1, 0.5, 1.0, 2.0]), (n,))
-    return d, c, F, u, b, L, K, pb, room, s0, h
+    if not streams:
+        return d, c, F, u, b, L, K, pb, room, s0, h
+    M2 = draw(st.integers(0, 2))
+    return d, c, F, u, b, L, K, pb, room, s0, h, arr(GRID, (n, T, M2)), arr(GRID, (n, T, M2))
 
 
-def _ref(chain, i):
-    d, c, F, u, b, L, K, pb, room, s0, h = chain
-    return solve_chain_lp_stock(d[i], c[i], F[i], u[i], float(b[i]), L[i], K, pb[i], float(room[i]), float(s0[i]),
-                                float(h[i]), STOCK_FIRST)
+def _ref(chain, i, c=None, F=None, pb=None):
+    """The reference LP of chain ``i`` (with ``c``, ``F``, ``pb`` in place of its own where given)."""
+    d, c0, F0, u, b, L, K, pb0, room, s0, h, d2, L2 = chain if len(chain) == 13 else (*chain, None, None)
+    return solve_chain_lp_stock(d[i], c0[i] if c is None else c, F0[i] if F is None else F, u[i], float(b[i]), L[i],
+                                K, pb0[i] if pb is None else pb, float(room[i]), float(s0[i]), float(h[i]),
+                                STOCK_FIRST, d2=None if d2 is None else d2[i], L2=None if L2 is None else L2[i])
 
 
 def _tol(chain, i):
     """HiGHS's feasibility tolerance (1e-7) times the prices, per row of the reference LP."""
-    d, c, F, u, b, L, K, pb, room, s0, h = chain
+    d, c, F, u, b, L, K, pb, room, s0, h = chain[:11]
     T = d.shape[1]
-    return 1e-7 * (6 * T + c[i].size) * max(1.0, float(u[i].sum() + b[i] * T + L[i].max() + h[i] * T)) \
-        * max(1.0, float(d[i].sum() + s0[i]))
+    more = (float(chain[11][i].sum()), float(chain[12][i].max(initial=0.0))) if len(chain) == 13 else (0.0, 0.0)
+    return 1e-7 * (6 * T + c[i].size) * max(1.0, float(u[i].sum() + b[i] * T + max(L[i].max(), more[1]) + h[i] * T)) \
+        * max(1.0, float(d[i].sum() + s0[i] + more[0]))
 
 
 @settings(max_examples=150, deadline=None)
 @example(chain=(np.array([[0.0, 5.0, 5.0]]), np.array([[[5.0], [0.0], [0.0]]]), np.zeros((1, 3, 1)), np.zeros((1, 1)),
                 np.array([1.0]), np.full((1, 3), 10.0), 0, np.array([[5.0, 0.0, 0.0]]), np.array([5.0]),
                 np.array([3.0]), np.array([0.5])))  # build in 0 for 1, initial stock for 2, room binds
-@given(chain=stock_chains())
+@given(chain=stock_chains(streams=True))
 def test_stock_chains_match_the_reference_lp(chain):
-    """Cost, feasible flows that cost what they say, and duals that make a valid cut for capacity, flex and builds."""
-    d, c, F, u, b, L, K, pb, room, s0, h = chain
-    out = solve_stock_chains(d, c, F, u, b, L, K, pb, room, s0, h, fallback=False)
+    """Cost, feasible flows that cost what they say, and duals that make a valid cut for capacity, flex and builds;
+    with 0-2 more streams sharing the capacity that cannot be stored."""
+    if len(chain) == 11:  # the explicit example
+        chain = (*chain, np.zeros((*chain[0].shape, 0)), np.zeros((*chain[0].shape, 0)))
+    d, c, F, u, b, L, K, pb, room, s0, h, d2, L2 = chain
+    out = solve_stock_chains(d, c, F, u, b, L, K, pb, room, s0, h, fallback=False, d2=d2, L2=L2)
     for i in range(d.shape[0]):
         ref = _ref(chain, i)
         tol = _tol(chain, i)
@@ -73,15 +83,21 @@ def test_stock_chains_match_the_reference_lp(chain):
         x = out["by_age"][i]
         assert np.all(x >= -1e-9) and np.all(out["loss"][i] >= -1e-9)
         assert np.allclose(x.sum(axis=1) + out["loss"][i], d[i], atol=1e-9 * max(1.0, d[i].max()))
+        x2, loss2 = out["by_age2"][i], out["loss2"][i]
+        assert np.all(x2 >= -1e-9) and np.all(loss2 >= -1e-9)
+        assert np.allclose(x2.sum(axis=2) + loss2, d2[i], atol=1e-9 * max(1.0, d2[i].max(initial=0.0)))
         for t in range(T):
-            assert np.all(x[t, T - t:] == 0.0)  # nothing served after the horizon
+            assert np.all(x[t, T - t:] == 0.0) and np.all(x2[t, :, T - t:] == 0.0)  # nothing served after the horizon
         flex = out["flex"][i]
         assert np.all(flex <= F[i] + 1e-9) and np.all(flex >= 0)
         wait = np.minimum(K, T - np.arange(T))
-        backlog = float((np.arange(K + 1)[None, :] * x).sum() + (wait * out["loss"][i]).sum())
+        ages = np.arange(K + 1)
+        backlog = float((ages * x).sum() + (wait * out["loss"][i]).sum() + (ages * x2).sum()
+                        + (wait[:, None] * loss2).sum())
         assert out["backlog"][i] == pytest.approx(backlog, abs=1e-9 * max(1.0, backlog))
         if out["ok"][i]:
-            recomputed = (b[i] * backlog + float((L[i] * out["loss"][i]).sum() + (flex * u[i]).sum())
+            recomputed = (b[i] * backlog + float((L[i] * out["loss"][i]).sum() + (L2[i] * loss2).sum()
+                                                 + (flex * u[i]).sum())
                           + h[i] * out["stock"][i] - STOCK_FIRST * out["take"][i])
             assert out["cost"][i] == pytest.approx(recomputed, abs=1e-9 * max(1.0, abs(recomputed)))
         # nothing taken that was not there, nothing held beyond the room
@@ -93,8 +109,7 @@ def test_stock_chains_match_the_reference_lp(chain):
             c2 = np.maximum(c[i] + rng.choice([-2.0, 0.0, 1.0, 3.0], c[i].shape), 0.0)
             F2 = np.maximum(F[i] + rng.choice([-1.0, 0.0, 2.0], F[i].shape), 0.0)
             pb2 = np.maximum(pb[i] + rng.choice([-2.0, 0.0, 2.0], T), 0.0)
-            q2 = solve_chain_lp_stock(d[i], c2, F2, u[i], float(b[i]), L[i], K, pb2, float(room[i]), float(s0[i]),
-                                      float(h[i]), STOCK_FIRST)["cost"]
+            q2 = _ref(chain, i, c2, F2, pb2)["cost"]
             lin = (out["cost"][i] - (out["p"][i] * (c2 - c[i])).sum() - (out["q"][i] * (F2 - F[i])).sum()
                    - (out["pb_dual"][i] * (pb2 - pb[i])).sum())
             assert lin <= q2 + 10 * tol
@@ -197,3 +212,52 @@ def test_storable_chain_benders_equals_the_extensive_form(T, R, seed, S, service
     _check_against_linprog(pack, draws, variant, res, info)
     opt.check_plan(pack, res.levels, res.prebuild, None, info["flex_spend"])
     assert np.all(res.prebuild[:, ~pack.arr("storable").astype(bool)] == 0.0)
+
+
+@settings(max_examples=12, deadline=None)
+@example(T=6, R=1, seed=1, S=3, service="expected", target=0.99, penalty=5.0, K=1, half=True, which=0)
+@example(T=6, R=2, seed=2, S=3, service="cvar", target=0.99, penalty=5.0, K=0, half=False, which=1)
+@example(T=5, R=1, seed=3, S=3, service="none", target=0.5, penalty=50.0, K=2, half=True, which=1)
+# a build's dual counted in units of the segment, not of the resource, fails these two
+@example(T=6, R=2, seed=15, S=3, service="expected", target=0.99, penalty=5.0, K=1, half=True, which=1)
+@example(T=6, R=1, seed=18, S=3, service="cvar", target=0.99, penalty=5.0, K=1, half=True, which=1)
+@given(T=st.integers(4, 7), R=st.integers(1, 2), seed=st.integers(0, 10_000), S=st.integers(2, 4),
+       service=st.sampled_from(["none", "expected", "quantile", "cvar"]),
+       target=st.sampled_from([0.9, 0.95, 0.99]), penalty=st.sampled_from([50.0, 5.0]), K=st.sampled_from([0, 1, 2]),
+       half=st.booleans(), which=st.sampled_from([0, 1]))
+def test_a_storable_segment_sharing_a_resource_equals_the_extensive_form(T, R, seed, S, service, target, penalty, K,
+                                                                         half, which):
+    """Two segments per resource, one of them storable (the first or, with ``which``, the second, which with
+    ``half`` takes half a unit of the resource per unit): one chain with a stock and a stream that cannot be
+    stored, on the L-shaped method, against the extensive form by linprog."""
+    rng = np.random.default_rng(seed)
+    pack = examples.synthetic_pack(T, R, G=2 * R, seed=seed % 50)
+    pen = np.full(pack.G, penalty)
+    if half:
+        load = pack.load.copy()
+        load[R:] *= 0.5
+        pack = pack.replace(load=load, backlog_cost=pack.arr("backlog_cost") * load.sum(axis=1),
+                            base_capacity=pack.base_capacity * 0.75)
+        pen[R:] = 0.7 * penalty
+    flag = np.zeros(pack.G, bool)
+    flag[which * R:(which + 1) * R] = True
+    mean = pack.base_capacity.mean(axis=0)[np.arange(pack.G) % R]
+    pack = pack.replace(penalty=pen, max_delay=K, storable=flag,
+                        storage_cap=np.where(flag, mean * rng.uniform(1, 3, pack.G), 0.0),
+                        holding_cost=rng.uniform(0.1, 1.0, pack.G),
+                        initial_stock=np.where(flag & (rng.random(pack.G) < 0.5), mean * rng.uniform(0, 1, pack.G),
+                                               0.0))
+    draws = mc.sample_paths(pack, S, seed)
+    variant = Variant("V", "v", service, 0.0 if service == "none" else target,
+                      level=0.9 if service == "quantile" else 0.95)
+    ok = chain_structure(pack, variant, None)
+    assert [len(x) for x in ok["segments"]] == [2] * R
+    res, info = solve_benders(pack, draws, variant, tol=1e-9, subproblem="chains")
+    assert info["subproblem"] == "chains"
+    model = opt.build_model(pack, draws, variant)
+    if linprog_optimum(model.prob) is None:
+        assert res.status is opt.SolveStatus.INFEASIBLE
+        return
+    _check_against_linprog(pack, draws, variant, res, info)
+    opt.check_plan(pack, res.levels, res.prebuild, None, info["flex_spend"])
+    assert np.all(res.prebuild[:, ~flag] == 0.0)
