@@ -6,7 +6,7 @@ highspy and grown row by row); the recourse enters through cuts. Two subproblem 
 
 - **chains** (:func:`solve_benders_chains`): where each segment has resources of its own
   (several in series, e.g. pickers then packers) or shares one resource, loading only that
-  one, with other segments, and no two storable segments share a resource, each path's
+  one, with other segments (storable or not), each path's
   second stage is one small LP per chain (a segment, or the segments sharing a resource; any
   ``max_delay``), solved exactly and with verified duals by
   :func:`peakplan.recourse.solve_chains` (:func:`peakplan.recourse_stock.solve_stock_chains`
@@ -63,14 +63,13 @@ def chain_structure(pack: PlanningPack, variant: Variant, budget: float | None) 
     needs capacity on each), or several segments sharing one resource, each loading only
     that one (one stream of arrivals per segment; with ``max_delay`` >= 1 their backlog
     costs per unit of the resource must be equal). A storable segment (pre-build) is a chain
-    on resources of its own, or one of the segments sharing a resource (at most one storable
-    segment per chain: one stock). Returns per chain its ``segments``, their
+    on resources of its own, or one or more of the segments sharing a resource (a stock each).
+    Returns per chain its ``segments``, their
     ``stream_loads`` (units of capacity a unit of each takes: 1 for a segment on resources of
     its own, whose capacity is counted in its units), its ``resources``, their ``loads`` (1
     for a shared resource) and its name (``names``: the segments' joined by ``+``).
     """
     A = np.asarray(pack.load, float)
-    storable = pack.arr("storable").astype(bool)
     flex = [i for i, lv in enumerate(pack.levers) if lv.kind == "flex"]
     for r in range(pack.R):
         if sum(1 for i in flex if pack.levers[i].resource == r) > 1:
@@ -103,10 +102,6 @@ def chain_structure(pack: PlanningPack, variant: Variant, budget: float | None) 
             out["loads"].append(A[g, res[g]])
             out["names"].append(names[0])
             continue
-        if storable[segs].sum() > 1:
-            kept = ", ".join(pack.segments[k] for k in segs if storable[k])
-            return (f"segments {', '.join(names)} share resources and {kept} are storable (pre-build: a chain holds "
-                    "one storable segment)")
         shared = {int(r) for k in segs for r in res[k]}
         if len(shared) > 1 or any(len(res[k]) > 1 for k in segs):
             return (f"segments {', '.join(names)} share resources {', '.join(pack.resources[r] for r in sorted(shared))}"
@@ -186,18 +181,15 @@ class ChainOracle:
             self.flex_lever.append(np.array([next((i for i, lv in enumerate(levers) if lv.resource == r
                                                    and lv.kind == "flex"), -1) for r in self.res[g]], int))
         self.flex_on = [np.flatnonzero(f >= 0) for f in self.flex_lever]
-        # storable chains (one storable segment each, alone or sharing a resource with others): the row of
-        # their planned builds after the L levers, and the storable segment's stream
+        # storable segments (alone on their resources, or among the streams sharing one): per chain, their
+        # streams and the rows of their planned builds after the L levers (in the order of stock_segments)
         storable = pack.arr("storable").astype(bool)
-        stock_chains = [g for g in range(G) if storable[self.segs[g]].any()]
         self.stock_segments = _stock_segments(pack, structure)
-        self.stock_row = np.full(G, -1)
-        self.stock_row[stock_chains] = pack.L + np.arange(len(stock_chains))
-        self.stock_m = np.array([int(np.flatnonzero(storable[self.segs[g]])[0]) if self.stock_row[g] >= 0 else -1
-                                 for g in range(G)], int)
-        self.levers_of = [np.concatenate([self.cap_levers[g], self.flex_lever[g][self.flex_on[g]]]
-                                         + ([[self.stock_row[g]]] if self.stock_row[g] >= 0 else [])).astype(int)
-                          for g in range(G)]
+        self.stock_m = [np.flatnonzero(storable[self.segs[g]]) for g in range(G)]
+        first_row = np.cumsum([0] + [len(m) for m in self.stock_m])
+        self.stock_rows = [pack.L + np.arange(first_row[g], first_row[g + 1]) for g in range(G)]
+        self.levers_of = [np.concatenate([self.cap_levers[g], self.flex_lever[g][self.flex_on[g]],
+                                          self.stock_rows[g]]).astype(int) for g in range(G)]
         self.room, self.hold, self.stock0 = (pack.arr(k).astype(float) for k in ("storage_cap", "holding_cost",
                                                                                    "initial_stock"))
         self.unit = [np.array([levers[i].unit_cost * a if i >= 0 else 0.0
@@ -242,10 +234,10 @@ class ChainOracle:
         flows ``out``."""
         spend = (out["flex"] @ self.unit[g]).sum(axis=1)
         true = out["loss"].sum(axis=1) @ self.pen[g] + spend + self.bc[g] * out["backlog"]
-        if self.stock_row[g] >= 0:
+        if len(self.stock_m[g]):
             from peakplan.recourse_stock import STOCK_FIRST
 
-            true = true + self.hold[self.segs[g][self.stock_m[g]]] * out["stock"] - STOCK_FIRST * out["take"]
+            true = true + out["stock"] @ self.hold[self.segs[g][self.stock_m[g]]] - STOCK_FIRST * out["take"].sum(axis=1)
         return spend, true
 
     def _inputs(self, g: int, levels: np.ndarray, idx) -> tuple:
@@ -263,19 +255,19 @@ class ChainOracle:
     def _solve(self, g: int, d, c, F, u, bc, L, levels, wc: float) -> dict:
         """Chain ``g``'s LPs: ``d``, ``L`` ``[n, T, M]``; the DP for one stream and ``max_delay`` 0 or 1, else
         successive shortest paths; a storable chain's min-cost flow, its holding cost priced ``wc``, with its
-        build cap's dual as the last column of ``p`` (the storable stream's builds, room and stock counted in
-        units of capacity inside, ``stock`` and ``take`` reported in units of its segment). ``loss`` comes back
-        ``[n, T, M]`` in units of capacity."""
+        build caps' duals as the last columns of ``p`` (the storable streams' builds, room and stock counted in
+        units of capacity inside, ``stock`` and ``take`` reported ``[n, P]`` in units of their segments).
+        ``loss`` comes back ``[n, T, M]`` in units of capacity."""
         from peakplan.recourse import solve_chains, solve_flows
 
-        if self.stock_row[g] >= 0:
+        if len(self.stock_m[g]):
             from peakplan.recourse_stock import STOCK_FIRST, solve_stock_chains
 
             m = self.stock_m[g]
-            k, a = self.segs[g][m], float(self.sl[g][m])  # a unit of the storable segment takes a of capacity
-            rest = [i for i in range(d.shape[2]) if i != m]  # the streams that cannot be stored
+            k, a = self.segs[g][m], self.sl[g][m]  # a unit of a storable segment takes a of capacity
+            rest = [i for i in range(d.shape[2]) if i not in m]  # the streams that cannot be stored
             out = solve_stock_chains(d[:, :, m], c, F, u, bc, L[:, :, m], self.max_delay,
-                                     a * np.maximum(levels[self.stock_row[g]], 0.0), a * self.room[k],
+                                     a * np.maximum(levels[self.stock_rows[g]], 0.0).T, a * self.room[k],
                                      a * self.stock0[k], wc * self.hold[k] / a, wc * STOCK_FIRST / a,
                                      d2=d[:, :, rest] if rest else None, L2=L[:, :, rest] if rest else None)
             loss = np.zeros(d.shape)
@@ -284,7 +276,7 @@ class ChainOracle:
                 loss[:, :, rest] = out["loss2"]
             out["loss"] = loss
             out["stock"], out["take"] = out["stock"] / a, out["take"] / a
-            out["p"] = np.concatenate([out["p"], a * out["pb_dual"][:, :, None]], axis=2)
+            out["p"] = np.concatenate([out["p"], a * out["pb_dual"]], axis=2)
             return out
         if d.shape[2] == 1 and self.max_delay <= 1:
             out = solve_chains(d[:, :, 0], c, F, u, bc, L[:, :, 0], self.max_delay)
@@ -299,13 +291,13 @@ class ChainOracle:
 
     def _grad(self, g: int, p: np.ndarray, q: np.ndarray) -> np.ndarray:
         """``[K, nlev, T]``: per cluster, the sums of dQ/d(levels of g's levers) / S, from duals ``[S, T, J]``
-        (``J + 1`` for a storable chain: its build cap's last)."""
+        (``J + P`` for a chain of ``P`` storable segments: their build caps' last)."""
         S, T = self.S, self.T
         cap_idx, pos, on = self.cap_levers[g], self.cap_pos[g], self.flex_on[g]
         grad = np.zeros((self.K, len(self.levers_of[g]), T))
-        J = len(self.res[g])
-        if self.stock_row[g] >= 0:
-            grad[:, -1] = -np.add.reduceat(p[:, :, J], self.starts, axis=0) / S
+        J, P = len(self.res[g]), len(self.stock_m[g])
+        if P:
+            grad[:, -P:] = -np.moveaxis(np.add.reduceat(p[:, :, J:], self.starts, axis=0), 2, 1) / S
             p = p[:, :, :J]
         if len(cap_idx):
             gp = -np.add.reduceat(p * self.factor[g], self.starts, axis=0) / S  # [K, T, J]: d/d(capacity level)
@@ -347,9 +339,9 @@ class ChainOracle:
         """Per chain ``idx``, dQ/d(levels of g's levers) from its duals: ``[n, nlev, T]``."""
         cap_idx, pos, on = self.cap_levers[g], self.cap_pos[g], self.flex_on[g]
         grad = np.zeros((len(idx), len(self.levers_of[g]), self.T))
-        J = len(self.res[g])
-        if self.stock_row[g] >= 0:
-            grad[:, -1] = -p[:, :, J]
+        J, P = len(self.res[g]), len(self.stock_m[g])
+        if P:
+            grad[:, -P:] = -np.moveaxis(p[:, :, J:], 2, 1)
             p = p[:, :, :J]
         if len(cap_idx):
             gp = -(p * self.factor[g][idx])[:, :, pos]  # [n, T, ncap]

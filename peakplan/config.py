@@ -223,8 +223,7 @@ class Simulation:
     opt_samples: int = Field(default=100, ge=1, description="Paths in the optimizer's sample (SAA).")
     opt_method: Literal["auto", "extensive", "benders"] = Field(
         default="auto", description="How the SAA model is solved: extensive form, L-shaped (Benders) decomposition, or auto "
-                                    "(Benders where each segment has resources of its own or shares one, loading only that one, and no "
-                                    "two storable segments share a resource; "
+                                    "(Benders where each segment has resources of its own or shares one, loading only that one; "
                                     "the extensive form elsewhere).")
     opt_solver: Literal["highs", "cbc"] = Field(
         default="highs", description="The LP solver: HiGHS (through highspy), or CBC (through pulp; the extensive form "

@@ -169,8 +169,7 @@ def solve_chain_lp_delay(d, c, F, u, b: float, L, K: int) -> dict:
     return out
 
 
-def solve_chain_lp_stock(d, c, F, u, b: float, L, K: int, pb, room: float, s0: float, h: float,
-                         eps: float = 1e-5, d2=None, L2=None) -> dict:
+def solve_chain_lp_stock(d, c, F, u, b: float, L, K: int, pb, room, s0, h, eps=1e-5, d2=None, L2=None) -> dict:
     """One storable chain by HiGHS: :func:`solve_chain_lp_delay` with pre-build and stock.
 
     Columns ``x_tj`` (arrival ``t`` served in ``t + j``), ``v_si``, ``take_s`` (served in ``s``
@@ -184,14 +183,18 @@ def solve_chain_lp_stock(d, c, F, u, b: float, L, K: int, pb, room: float, s0: f
              take_s <= served_s,   take_s <= stock_{s-1},   stock_s <= room
              0 <= v_si <= F_si (q_si),   0 <= build_s <= pb_s
 
-    ``d2``, ``L2`` (``[T, M2]``, optional): more streams sharing the capacity that cannot be
-    stored, columns ``x2_tmj`` with their own arrival rows, each served unit taking a unit of
-    every resource in ``s`` as ``x_tj`` does (and ``loss2``, ``by_age2`` ``[T, M2, K + 1]``
-    among the outputs).
+    ``d``, ``L``, ``pb`` ``[T, P]`` (with ``room``, ``s0``, ``h``, ``eps`` ``[P]``): ``P``
+    storable streams on the same capacity, each with these columns and rows of its own (the
+    capacity rows summing over them). ``d2``, ``L2`` (``[T, M2]``, optional): more streams
+    sharing the capacity that cannot be stored, columns ``x2_tmj`` with their own arrival
+    rows, each served unit taking a unit of every resource in ``s`` as ``x_tj`` does (and
+    ``loss2``, ``by_age2`` ``[T, M2, K + 1]`` among the outputs).
 
     The reference and the fallback of :func:`peakplan.recourse_stock.solve_stock_chains`.
     Returns its outputs: ``cost``, ``backlog``, ``stock`` (unit-periods held), ``take``,
-    ``loss``, ``by_age``, ``flex``, ``p``, ``q`` and ``pb_dual`` (``dQ/dpb_s = -pb_dual_s``).
+    ``loss``, ``by_age``, ``flex``, ``p``, ``q`` and ``pb_dual`` (``dQ/dpb_s = -pb_dual_s``);
+    with ``P`` streams, ``stock``, ``take`` ``[P]``, ``loss``, ``pb_dual`` ``[T, P]`` and
+    ``by_age`` ``[T, P, K + 1]``.
     """
     import scipy.sparse as sp
     from scipy.optimize import linprog
@@ -199,74 +202,89 @@ def solve_chain_lp_stock(d, c, F, u, b: float, L, K: int, pb, room: float, s0: f
     if int(K) != K or K < 0:
         raise ValueError(f"max_delay must be a whole number >= 0, got {K}")
     K = int(K)
-    d, c, F, u, b, L = _inputs(d, c, F, u, b, L)
-    pb = np.asarray(pb, float).reshape(-1)
-    T, J = c.shape
+    one = np.ndim(d) == 1
+    D = np.asarray(d, float).reshape(len(d), -1)  # [T, P]
+    T, P = D.shape
+    _, c, F, u, b, _ = _inputs(D[:, 0], c, F, u, b, np.zeros(T))
+    J = c.shape[1]
+    LL, PB = (np.broadcast_to(np.asarray(x, float).reshape(T, -1), (T, P)) for x in (L, pb))
+    room, s0, h, eps = (np.broadcast_to(np.asarray(x, float).reshape(-1), (P,)) for x in (room, s0, h, eps))
     d2 = np.zeros((T, 0)) if d2 is None else np.asarray(d2, float).reshape(T, -1)
     L2 = np.zeros((T, 0)) if L2 is None else np.asarray(L2, float).reshape(T, -1)
     if d2.shape != L2.shape:
         raise ValueError(f"shapes: d2 {d2.shape}, L2 {L2.shape}; want the same")
+    if np.any(D < 0) or np.any(d2 < 0):
+        raise ValueError("chains need non-negative demand, capacity and flex caps")
+    # streams: the P storable ones, then the M2 others; columns x_tmj of every stream first
     M2 = d2.shape[1]
-    t2, m2, j2 = (a.ravel() for a in np.meshgrid(np.arange(T), np.arange(M2), np.arange(K + 1), indexing="ij"))
-    keep2 = t2 + j2 < T
-    t2, m2, j2 = t2[keep2], m2[keep2], j2[keep2]
-    nx2 = len(t2)
-    t_of, j_of = (a.ravel() for a in np.meshgrid(np.arange(T), np.arange(K + 1), indexing="ij"))
+    M = P + M2
+    DD, LA = np.hstack([D, d2]), np.hstack([LL, L2])
+    t_of, m_of, j_of = (a.ravel() for a in np.meshgrid(np.arange(T), np.arange(M), np.arange(K + 1), indexing="ij"))
     keep = t_of + j_of < T
-    t_of, j_of = t_of[keep], j_of[keep]
+    t_of, m_of, j_of = t_of[keep], m_of[keep], j_of[keep]
     s_of = t_of + j_of
     nx, nv = len(t_of), T * J
     wait = np.minimum(K, T - np.arange(T))
-    r = b * wait + L
-    r2 = b * wait[:, None] + L2  # [T, M2]
+    r = b * wait[:, None] + LA  # [T, M]
     left = T - np.arange(T)  # periods a unit built (or not taken) in s is held from s on
-    # columns: x (nx), v (nv), take (T), build (T), x2 (nx2)
-    ox, ov, ot, ob, ox2 = 0, nx, nx + nv, nx + nv + T, nx + nv + 2 * T
-    obj = np.concatenate([b * j_of - r[t_of], np.tile(u, T), -eps - h * left, h * left, b * j2 - r2[t2, m2]])
-    # rows: arrival t (0..T-1), capacity (s, i) (from rc_), take <= served (rs), take <= stock before (rb), room (rr),
-    # arrival (t, m) of the other streams (ra2)
-    rc_, rs, rb, rr, ra2 = T, T + nv, T + nv + T, T + nv + 2 * T, T + nv + 3 * T
+    # columns: x (nx), v (nv), then per storable stream take (T) and build (T)
+    ov = nx
+    ot = nx + nv + 2 * T * np.arange(P)
+    ob = ot + T
+    obj = np.concatenate([b * j_of - r[t_of, m_of], np.tile(u, T)]
+                         + [np.concatenate([-eps[m] - h[m] * left, h[m] * left]) for m in range(P)])
+    # rows: arrival (t, m) (t M + m), capacity (s, i) (from rc_), then per storable stream: take <= served (rs),
+    # take <= stock before (rb), room (rr)
+    rc_ = T * M
+    rs = rc_ + nv + 3 * T * np.arange(P)
+    rb, rr = rs + T, rs + 2 * T
     tri = np.tril_indices(T)  # (s, q) with q <= s
     low = np.tril_indices(T, -1)  # q < s
-    rows = [t_of, rs + s_of]
-    cols = [ox + np.arange(nx), ox + np.arange(nx)]
-    vals = [np.ones(nx), -np.ones(nx)]
+    ar = np.arange(T)
+    rows = [t_of * M + m_of]
+    cols = [np.arange(nx)]
+    vals = [np.ones(nx)]
     for i in range(J):
-        rows += [rc_ + s_of * J + i, rc_ + np.arange(T) * J + i, rc_ + np.arange(T) * J + i,
-                 rc_ + np.arange(T) * J + i]
-        cols += [ox + np.arange(nx), ot + np.arange(T), ob + np.arange(T), ov + np.arange(T) * J + i]
-        vals += [np.ones(nx), -np.ones(T), np.ones(T), -np.ones(T)]
-        rows.append(rc_ + (t2 + j2) * J + i)
-        cols.append(ox2 + np.arange(nx2))
-        vals.append(np.ones(nx2))
-    rows += [rs + np.arange(T), rb + np.arange(T), rb + low[0], rb + low[0], rr + tri[0], rr + tri[0],
-             ra2 + t2 * M2 + m2]
-    cols += [ot + np.arange(T), ot + np.arange(T), ot + low[1], ob + low[1], ob + tri[1], ot + tri[1],
-             ox2 + np.arange(nx2)]
-    vals += [np.ones(T), np.ones(T), np.ones(len(low[0])), -np.ones(len(low[0])), np.ones(len(tri[0])),
-             -np.ones(len(tri[0])), np.ones(nx2)]
+        rows += [rc_ + s_of * J + i, rc_ + ar * J + i]
+        cols += [np.arange(nx), ov + ar * J + i]
+        vals += [np.ones(nx), -np.ones(T)]
+    for m in range(P):
+        mine = np.flatnonzero(m_of == m)
+        for i in range(J):
+            rows += [rc_ + ar * J + i, rc_ + ar * J + i]
+            cols += [ot[m] + ar, ob[m] + ar]
+            vals += [-np.ones(T), np.ones(T)]
+        rows += [rs[m] + s_of[mine], rs[m] + ar, rb[m] + ar, rb[m] + low[0], rb[m] + low[0], rr[m] + tri[0],
+                 rr[m] + tri[0]]
+        cols += [mine, ot[m] + ar, ot[m] + ar, ot[m] + low[1], ob[m] + low[1], ob[m] + tri[1], ot[m] + tri[1]]
+        vals += [-np.ones(len(mine)), np.ones(T), np.ones(T), np.ones(len(low[0])), -np.ones(len(low[0])),
+                 np.ones(len(tri[0])), -np.ones(len(tri[0]))]
     A = sp.csr_matrix((np.concatenate(vals), (np.concatenate(rows), np.concatenate(cols))),
-                      shape=(T + nv + 3 * T + T * M2, nx + nv + 2 * T + nx2))
-    rhs = np.concatenate([d, c.reshape(-1), np.zeros(T), np.full(T, s0), np.full(T, room - s0), d2.reshape(-1)])
-    bounds = ([(0, None)] * nx + [(0, float(f)) for f in F.reshape(-1)] + [(0, None)] * T
-              + [(0, float(x)) for x in pb] + [(0, None)] * nx2)
+                      shape=(rc_ + nv + 3 * T * P, nx + nv + 2 * T * P))
+    rhs = np.concatenate([DD.reshape(-1), c.reshape(-1)]
+                         + [np.concatenate([np.zeros(T), np.full(T, s0[m]), np.full(T, room[m] - s0[m])])
+                            for m in range(P)])
+    bounds = [(0, None)] * nx + [(0, float(f)) for f in F.reshape(-1)]
+    for m in range(P):
+        bounds += [(0, None)] * T + [(0, float(x)) for x in PB[:, m]]
     res = linprog(obj, A_ub=A, b_ub=rhs, bounds=bounds, method="highs")
     if res.status != 0:
         raise RuntimeError(f"storable chain LP: {res.message}")
-    by_age = np.zeros((T, K + 1))
-    by_age[t_of, j_of] = res.x[:nx]
-    v = res.x[ov:ot].reshape(T, J)
-    take, build = res.x[ot:ob], res.x[ob:ox2]
-    loss = np.maximum(d - by_age.sum(axis=1), 0.0)
-    by_age2 = np.zeros((T, M2, K + 1))
-    by_age2[t2, m2, j2] = res.x[ox2:]
-    loss2 = np.maximum(d2 - by_age2.sum(axis=2), 0.0)
-    p = -res.ineqlin.marginals[rc_:rs].reshape(T, J)
+    by_age = np.zeros((T, M, K + 1))
+    by_age[t_of, m_of, j_of] = res.x[:nx]
+    v = res.x[ov:ov + nv].reshape(T, J)
+    take = np.stack([res.x[ot[m]:ot[m] + T] for m in range(P)], axis=1)
+    build = np.stack([res.x[ob[m]:ob[m] + T] for m in range(P)], axis=1)
+    loss = np.maximum(DD - by_age.sum(axis=2), 0.0)
+    p = -res.ineqlin.marginals[rc_:rc_ + nv].reshape(T, J)
     rcost = res.lower.marginals + res.upper.marginals  # see solve_chain_lp_series
-    stock = s0 + np.cumsum(build - take)
-    return {"cost": res.fun + float((r * d).sum() + (r2 * d2).sum()) + h * T * s0, "loss": loss, "by_age": by_age,
-            "flex": v, "p": p, "q": np.maximum(-rcost[ov:ot], 0.0).reshape(T, J),
-            "pb_dual": np.maximum(-rcost[ob:ox2], 0.0),
-            "backlog": float((j_of * res.x[:nx]).sum() + (wait * loss).sum() + (j2 * res.x[ox2:]).sum()
-                             + (wait[:, None] * loss2).sum()),
-            "stock": float(stock.sum()), "take": float(take.sum()), "loss2": loss2, "by_age2": by_age2}
+    stock = s0[None, :] + np.cumsum(build - take, axis=0)
+    pb_dual = np.stack([np.maximum(-rcost[ob[m]:ob[m] + T], 0.0) for m in range(P)], axis=1)
+    out = {"cost": res.fun + float((r * DD).sum()) + T * float((h * s0).sum()), "loss": loss[:, :P],
+           "by_age": by_age[:, :P], "flex": v, "p": p, "q": np.maximum(-rcost[ov:ov + nv], 0.0).reshape(T, J),
+           "pb_dual": pb_dual, "backlog": float((j_of * res.x[:nx]).sum() + (wait[:, None] * loss).sum()),
+           "stock": stock.sum(axis=0), "take": take.sum(axis=0), "loss2": loss[:, P:], "by_age2": by_age[:, P:]}
+    if one:
+        out["loss"], out["by_age"], out["pb_dual"] = loss[:, 0], by_age[:, 0], pb_dual[:, 0]
+        out["stock"], out["take"] = float(out["stock"][0]), float(out["take"][0])
+    return out

@@ -23,8 +23,10 @@ in the direction of demand (arrival -> where it is served -> the capacity that s
     C_s -> Z                 the capacity pieces of :func:`peakplan.recourse._tiers`
     A2_mt -> Z, -> C_s       stream m that cannot be stored: lost, or served in s = t..t+K
 
-The streams ``A2_m`` are the segments sharing the resource with a storable one
-(:func:`peakplan.benders.chain_structure`); then every quantity is in units of the resource.
+Segments sharing one resource (:func:`peakplan.benders.chain_structure`) are one chain,
+every quantity then in units of the resource: each storable one has its own ``A``, ``Q``,
+``Hin``, ``Hout``, ``END`` and ``I0`` nodes (a stock of its own) on the shared ``C_s`` and
+``Z``, and the others are the streams ``A2_m``.
 
 The initial stock is a circulation set up front, ``Z -> END -> Hin_{T-1} -> ... -> Hout_0
 -> I0 -> Z`` (``s0`` units held to the horizon, at ``h T s0``); taking a unit of it in
@@ -76,57 +78,71 @@ def _arc(ne, frm, to, cap, cost, first, nxt, u, v, c, w):
 
 @njit(cache=True, nogil=True, error_model="numpy")
 def _stock_chain(d, c, F, u, b, L, K, pb, room, s0, h, eps, d2, L2, x, x2, out_v, out_loss, out_loss2, out_p, out_q,
-                 out_pb, c0, tw, tp, nt, wt, order, frm, to, cap, cost, first, nxt, pot, dist, par, done, seen, settled,
-                 hk, hv, tot, stk):
-    """One storable chain; returns ``(cost, backlog, stock, take, ok)``.
+                 out_pb, out_stock, out_take, c0, tw, tp, nt, wt, order, frm, to, cap, cost, first, nxt, pot, dist,
+                 par, done, seen, settled, hk, hv, tot, stk, e_arr, e_take, e_circ):
+    """One chain of ``P`` storable streams; returns ``(cost, backlog, ok)``.
 
-    ``x[t, j]``: arrival ``t`` served in ``t + j``; ``out_pb[t]``: the value of a unit more build
-    cap in ``t`` (``dQ/dpb_t = -out_pb[t]``); ``stock`` is the unit-periods held (the initial stock
-    included), ``take`` the units served from stock. ``d2``, ``L2`` ``[T, M2]``: streams that cannot
-    be stored sharing the capacity (``x2[t, m, j]``, ``out_loss2[t, m]``). The rest is scratch.
+    ``d``, ``L``, ``pb`` ``[T, P]``, ``room``, ``s0``, ``h``, ``eps`` ``[P]``: stream ``m``'s
+    arrivals, loss prices, build caps, room, initial stock, holding cost and take bonus (each
+    its own stock). ``x[t, m, j]``: stream ``m``'s arrival ``t`` served in ``t + j``;
+    ``out_pb[t, m]``: the value of a unit more build cap in ``t`` (``dQ/dpb_tm = -out_pb[t, m]``);
+    ``out_stock[m]`` the unit-periods held (the initial stock included), ``out_take[m]`` the
+    units served from stock. ``d2``, ``L2`` ``[T, M2]``: streams that cannot be stored sharing
+    the capacity (``x2[t, m, j]``, ``out_loss2[t, m]``). The rest is scratch.
     """
     T = d.shape[0]
+    P = d.shape[1]
     J = c.shape[1]
     M2 = d2.shape[1]
     _tiers(c, F, u, c0, tw, tp, nt, wt, order)
-    scale = 1.0 + s0 + room
+    scale = 1.0
+    for m in range(P):
+        scale = max(scale, 1.0 + s0[m] + room[m])
     for t in range(T):
-        scale = max(scale, c0[t] + wt[t], d[t], pb[t])
+        scale = max(scale, c0[t] + wt[t])
+        for m in range(P):
+            scale = max(scale, d[t, m], pb[t, m])
         for m in range(M2):
             scale = max(scale, d2[t, m])
     tol = 1e-12 * scale
-    if s0 > room + tol:  # the initial stock does not fit: the LP decides what must be taken at once
-        return 0.0, 0.0, 0.0, 0.0, False
-    A, Q, HI, HO, CN = 0, T, 2 * T, 3 * T, 4 * T
-    Z, END, I0 = 5 * T, 5 * T + 1, 5 * T + 2
-    A2 = 5 * T + 3  # stream m's arrival t: A2 + m T + t
-    N = 5 * T + 3 + M2 * T
+    for m in range(P):
+        if s0[m] > room[m] + tol:  # the initial stock does not fit: the LP decides what must be taken at once
+            return 0.0, 0.0, False
+    # nodes: per stock m, A, Q, HI, HO (T each) at 4 T m; then CN, Z, per stock END and I0, the other streams
+    CN = 4 * T * P
+    Z = CN + T
+    A2 = Z + 1 + 2 * P  # stream m's arrival t: A2 + m T + t
+    N = A2 + M2 * T
     for n in range(N):
         first[n] = -1
     ne = 0
-    for t in range(T):
-        ne = _arc(ne, frm, to, cap, cost, first, nxt, A + t, Z, _INF, b * min(K, T - t) + L[t])
-        for j in range(K + 1):
-            if t + j < T:
-                ne = _arc(ne, frm, to, cap, cost, first, nxt, A + t, Q + t + j, _INF, b * j)
-    e_take = ne
-    for s in range(T):
-        ne = _arc(ne, frm, to, cap, cost, first, nxt, Q + s, CN + s, _INF, 0.0)
-        ne = _arc(ne, frm, to, cap, cost, first, nxt, Q + s, HI + s - 1 if s > 0 else I0, _INF, -eps)
-        # held longer before room: a pass of Bellman-Ford below then carries the circulation's
-        # reverse arcs up the whole chain
-        ne = _arc(ne, frm, to, cap, cost, first, nxt, HO + s, HI + s - 1 if s > 0 else I0, _INF, 0.0)
-        ne = _arc(ne, frm, to, cap, cost, first, nxt, HI + s, HO + s, room, h)
-        ne = _arc(ne, frm, to, cap, cost, first, nxt, HO + s, CN + s, pb[s], 0.0)
-    e_piece = ne
+    for m in range(P):
+        A, Q, HI, HO, I0 = 4 * T * m, 4 * T * m + T, 4 * T * m + 2 * T, 4 * T * m + 3 * T, Z + 2 + 2 * m
+        e_arr[m] = ne
+        for t in range(T):
+            ne = _arc(ne, frm, to, cap, cost, first, nxt, A + t, Z, _INF, b * min(K, T - t) + L[t, m])
+            for j in range(K + 1):
+                if t + j < T:
+                    ne = _arc(ne, frm, to, cap, cost, first, nxt, A + t, Q + t + j, _INF, b * j)
+        e_take[m] = ne
+        for s in range(T):
+            ne = _arc(ne, frm, to, cap, cost, first, nxt, Q + s, CN + s, _INF, 0.0)
+            ne = _arc(ne, frm, to, cap, cost, first, nxt, Q + s, HI + s - 1 if s > 0 else I0, _INF, -eps[m])
+            # held longer before room: a pass of Bellman-Ford below then carries the circulation's
+            # reverse arcs up the whole chain
+            ne = _arc(ne, frm, to, cap, cost, first, nxt, HO + s, HI + s - 1 if s > 0 else I0, _INF, 0.0)
+            ne = _arc(ne, frm, to, cap, cost, first, nxt, HI + s, HO + s, room[m], h[m])
+            ne = _arc(ne, frm, to, cap, cost, first, nxt, HO + s, CN + s, pb[s, m], 0.0)
     for s in range(T):
         ne = _arc(ne, frm, to, cap, cost, first, nxt, CN + s, Z, c0[s], 0.0)
         for k in range(nt[s]):
             ne = _arc(ne, frm, to, cap, cost, first, nxt, CN + s, Z, tw[s, k], tp[s, k])
-    e_circ = ne
-    ne = _arc(ne, frm, to, cap, cost, first, nxt, Z, END, s0, 0.0)
-    ne = _arc(ne, frm, to, cap, cost, first, nxt, END, HI + T - 1, _INF, 0.0)
-    ne = _arc(ne, frm, to, cap, cost, first, nxt, I0, Z, s0, 0.0)
+    for m in range(P):
+        END, I0 = Z + 1 + 2 * m, Z + 2 + 2 * m
+        e_circ[m] = ne
+        ne = _arc(ne, frm, to, cap, cost, first, nxt, Z, END, s0[m], 0.0)
+        ne = _arc(ne, frm, to, cap, cost, first, nxt, END, 4 * T * m + 3 * T - 1, _INF, 0.0)  # -> HI_{T-1}
+        ne = _arc(ne, frm, to, cap, cost, first, nxt, I0, Z, s0[m], 0.0)
     e_str = ne
     for t in range(T):  # the streams that cannot be stored: lost, or served from capacity in t..t+K
         for m in range(M2):
@@ -135,17 +151,19 @@ def _stock_chain(d, c, F, u, b, L, K, pb, room, s0, h, eps, d2, L2, x, x2, out_v
                 if t + j < T:
                     ne = _arc(ne, frm, to, cap, cost, first, nxt, A2 + m * T + t, CN + t + j, _INF, b * j)
     E = ne
-    if s0 > 0.0:  # the circulation: s0 held to the horizon, every arc on it at s0
-        for e in range(e_take, e_piece, 10):  # per period: from capacity, take, held longer, room, build
-            for off in (4, 6):
-                cap[e + off] -= s0
-                cap[e + off + 1] += s0
-        cap[e_circ] -= s0
-        cap[e_circ + 1] += s0
-        cap[e_circ + 2] -= s0
-        cap[e_circ + 3] += s0
-        cap[e_circ + 4] -= s0
-    cap[e_circ + 5] = 0.0  # I0 -> Z is fixed at s0: no reverse
+    for m in range(P):
+        if s0[m] > 0.0:  # the circulation: s0 held to the horizon, every arc on it at s0
+            for e in range(e_take[m], e_take[m] + 10 * T, 10):  # per period: from capacity, take, held longer,
+                for off in (4, 6):                             # room, build
+                    cap[e + off] -= s0[m]
+                    cap[e + off + 1] += s0[m]
+            ec = e_circ[m]
+            cap[ec] -= s0[m]
+            cap[ec + 1] += s0[m]
+            cap[ec + 2] -= s0[m]
+            cap[ec + 3] += s0[m]
+            cap[ec + 4] -= s0[m]
+        cap[e_circ[m] + 5] = 0.0  # I0 -> Z is fixed at s0: no reverse
     # first potentials: Bellman-Ford from a root joined to every node at cost 0
     for n in range(N):
         pot[n] = 0.0
@@ -158,7 +176,7 @@ def _stock_chain(d, c, F, u, b, L, K, pb, room, s0, h, eps, d2, L2, x, x2, out_v
         if not changed:
             break
     if changed:
-        return 0.0, 0.0, 0.0, 0.0, False
+        return 0.0, 0.0, False
     # arrivals in time order: stock flows forwards, and the searches stay short (T=52 with initial
     # stock: 130 augmentations settling 23 nodes each, against 187 and 71 most valuable first)
     steps = 0
@@ -167,15 +185,15 @@ def _stock_chain(d, c, F, u, b, L, K, pb, room, s0, h, eps, d2, L2, x, x2, out_v
     for n in range(N):
         seen[n] = 0
         done[n] = 0
-    for ts in range(T * (M2 + 1)):
-        t0 = ts // (M2 + 1)
-        ms = ts % (M2 + 1)
-        src = A + t0 if ms == 0 else A2 + (ms - 1) * T + t0
-        rem = d[t0] if ms == 0 else d2[t0, ms - 1]
+    for ts in range(T * (P + M2)):
+        t0 = ts // (P + M2)
+        ms = ts % (P + M2)
+        src = 4 * T * ms + t0 if ms < P else A2 + (ms - P) * T + t0
+        rem = d[t0, ms] if ms < P else d2[t0, ms - P]
         while rem > tol:
             steps += 1
             if steps > limit:
-                return 0.0, 0.0, 0.0, 0.0, False
+                return 0.0, 0.0, False
             # Dijkstra on reduced costs from src, stopped when Z is settled. Nodes reached at the current
             # distance (over tight arcs) go on a stack and are settled first, depth first: many nodes tie
             # at one distance, and Z is often a few tight arcs away
@@ -248,7 +266,7 @@ def _stock_chain(d, c, F, u, b, L, K, pb, room, s0, h, eps, d2, L2, x, x2, out_v
                                     hv[i] = m
                     e = nxt[e]
             if done[Z] != stamp:
-                return 0.0, 0.0, 0.0, 0.0, False
+                return 0.0, 0.0, False
             delta = rem
             n = Z
             while n != src:
@@ -269,19 +287,20 @@ def _stock_chain(d, c, F, u, b, L, K, pb, room, s0, h, eps, d2, L2, x, x2, out_v
     # flows (a reverse arc's residual capacity is its arc's flow)
     backlog = 0.0
     total = 0.0
-    e = 0
-    for t in range(T):
-        out_loss[t] = cap[e + 1]
-        backlog += min(K, T - t) * cap[e + 1]
-        total += L[t] * cap[e + 1]
-        e += 2
-        for j in range(K + 1):
-            if t + j < T:
-                x[t, j] = cap[e + 1]
-                backlog += j * cap[e + 1]
-                e += 2
-            else:
-                x[t, j] = 0.0
+    for m in range(P):
+        e = e_arr[m]
+        for t in range(T):
+            out_loss[t, m] = cap[e + 1]
+            backlog += min(K, T - t) * cap[e + 1]
+            total += L[t, m] * cap[e + 1]
+            e += 2
+            for j in range(K + 1):
+                if t + j < T:
+                    x[t, m, j] = cap[e + 1]
+                    backlog += j * cap[e + 1]
+                    e += 2
+                else:
+                    x[t, m, j] = 0.0
     e = e_str
     for t in range(T):
         for m in range(M2):
@@ -296,13 +315,15 @@ def _stock_chain(d, c, F, u, b, L, K, pb, room, s0, h, eps, d2, L2, x, x2, out_v
                     e += 2
                 else:
                     x2[t, m, j] = 0.0
-    stock = 0.0
-    take = 0.0
-    for s in range(T):
-        e = e_take + 10 * s
-        take += cap[e + 3]
-        stock += cap[e + 7]
-    e = e_piece
+    for m in range(P):
+        out_stock[m] = 0.0
+        out_take[m] = 0.0
+        for s in range(T):
+            e = e_take[m] + 10 * s
+            out_take[m] += cap[e + 3]
+            out_stock[m] += cap[e + 7]
+        total += h[m] * out_stock[m] - eps[m] * out_take[m]
+    e = e_take[P - 1] + 10 * T  # the capacity pieces
     for s in range(T):
         tot[s] = cap[e + 1]
         e += 2
@@ -315,43 +336,48 @@ def _stock_chain(d, c, F, u, b, L, K, pb, room, s0, h, eps, d2, L2, x, x2, out_v
         for jr in range(J):
             out_v[s, jr] = min(max(top - c[s, jr], 0.0), F[s, jr]) if J > 1 else used
             total += u[jr] * out_v[s, jr]
-    total += b * backlog + h * stock - eps * take
+    total += b * backlog
     # certificate: every residual arc non-negative at the final prices, then strong duality
-    ctol = 1e-9 * max(1.0, abs(pot[Z] - pot[A]))
+    ctol = 1e-9 * max(1.0, abs(pot[Z] - pot[0]))
     for t in range(T):
-        ctol = max(ctol, 1e-9 * abs(pot[Z] - pot[A + t]))
+        for m in range(P):
+            ctol = max(ctol, 1e-9 * abs(pot[Z] - pot[4 * T * m + t]))
         for m in range(M2):
             ctol = max(ctol, 1e-9 * abs(pot[Z] - pot[A2 + m * T + t]))
     for e in range(E):
-        if e == e_circ + 5:
-            continue
-        if cap[e] > tol and cost[e] + pot[frm[e]] - pot[to[e]] < -ctol:
-            return total, backlog, stock, take, False
+        fixed = False
+        for m in range(P):
+            fixed = fixed or e == e_circ[m] + 5
+        if not fixed and cap[e] > tol and cost[e] + pot[frm[e]] - pot[to[e]] < -ctol:
+            return total, backlog, False
     dual = 0.0
     for t in range(T):
-        dual += d[t] * (pot[Z] - pot[A + t])
+        for m in range(P):
+            dual += d[t, m] * (pot[Z] - pot[4 * T * m + t])
         for m in range(M2):
             dual += d2[t, m] * (pot[Z] - pot[A2 + m * T + t])
+    for m in range(P):
+        HI, HO = 4 * T * m + 2 * T, 4 * T * m + 3 * T
+        for s in range(T):
+            dual -= room[m] * max(0.0, pot[HO + s] - pot[HI + s] - h[m])  # room arc's multiplier
+            out_pb[s, m] = max(0.0, pot[CN + s] - pot[HO + s])
+            dual -= pb[s, m] * out_pb[s, m]
+        dual -= s0[m] * max(0.0, pot[Z + 1 + 2 * m] - pot[Z])  # Z -> END at its capacity
+        dual += s0[m] * (pot[Z + 2 + 2 * m] - pot[Z])  # I0 -> Z fixed at s0
     for s in range(T):
-        e = e_take + 10 * s
-        dual -= room * max(0.0, pot[HO + s] - pot[HI + s] - h)  # room arc's multiplier
-        out_pb[s] = max(0.0, pot[CN + s] - pot[HO + s])
-        dual -= pb[s] * out_pb[s]
         mu = max(0.0, pot[Z] - pot[CN + s])
         good, term = _split(s, mu, tot[s], c, F, u, out_v, out_p, out_q, tol)
         if not good:
-            return total, backlog, stock, take, False
+            return total, backlog, False
         dual -= term
-    dual -= s0 * max(0.0, pot[END] - pot[Z])  # Z -> END at its capacity
-    dual += s0 * (pot[I0] - pot[Z])  # I0 -> Z fixed at s0
     ok = abs(dual - total) <= 1e-9 * max(1.0, abs(total)) + 1e-9 * scale
-    return total, backlog, stock, take, ok
+    return total, backlog, ok
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
 def _solve_all_stock(d, c, F, u, b, L, K, pb, room, s0, h, eps, d2, L2, cost, backlog, stock, take, ok, x, x2, v, loss,
                      loss2, p, q, qpb):
-    C, T = d.shape
+    C, T, P = d.shape
     J = c.shape[2]
     M2 = d2.shape[2]
     c0 = np.zeros(T)
@@ -360,8 +386,8 @@ def _solve_all_stock(d, c, F, u, b, L, K, pb, room, s0, h, eps, d2, L2, cost, ba
     nt = np.zeros(T, np.int64)
     wt = np.zeros(T)
     order = np.zeros(J, np.int64)
-    E = 2 * (T * (K + 2) * (M2 + 1) + 5 * T + T * (J + 1) + 3)
-    N = 5 * T + 3 + M2 * T
+    E = 2 * (T * (K + 2) * (P + M2) + 5 * T * P + T * (J + 1) + 3 * P)
+    N = 4 * T * P + T + 1 + 2 * P + M2 * T
     frm = np.zeros(E, np.int64)
     to = np.zeros(E, np.int64)
     cap = np.zeros(E)
@@ -378,11 +404,15 @@ def _solve_all_stock(d, c, F, u, b, L, K, pb, room, s0, h, eps, d2, L2, cost, ba
     hv = np.zeros(E + N, np.int64)
     tot = np.zeros(T)
     stk = np.zeros(E + N, np.int64)
+    e_arr = np.zeros(P, np.int64)
+    e_take = np.zeros(P, np.int64)
+    e_circ = np.zeros(P, np.int64)
     for i in range(C):
         r = _stock_chain(d[i], c[i], F[i], u[i], b[i], L[i], K, pb[i], room[i], s0[i], h[i], eps[i], d2[i], L2[i],
-                         x[i], x2[i], v[i], loss[i], loss2[i], p[i], q[i], qpb[i], c0, tw, tp, nt, wt, order, frm, to,
-                         cap, cst, first, nxt, pot, dist, par, done, seen, settled, hk, hv, tot, stk)
-        cost[i], backlog[i], stock[i], take[i], ok[i] = r
+                         x[i], x2[i], v[i], loss[i], loss2[i], p[i], q[i], qpb[i], stock[i], take[i], c0, tw, tp, nt,
+                         wt, order, frm, to, cap, cst, first, nxt, pot, dist, par, done, seen, settled, hk, hv, tot,
+                         stk, e_arr, e_take, e_circ)
+        cost[i], backlog[i], ok[i] = r
 
 
 def solve_stock_chains(d, c, F, u, b, L, K: int, pb, room, s0, h, eps=STOCK_FIRST, fallback: bool = True,
@@ -393,32 +423,42 @@ def solve_stock_chains(d, c, F, u, b, L, K: int, pb, room, s0, h, eps=STOCK_FIRS
     ``u``: ``[C, J]`` or broadcast; ``b``, ``room``, ``s0``, ``h``, ``eps``: ``[C]`` or scalars;
     ``K`` = ``max_delay``. All in units of the segment. With ``fallback``, a chain whose
     certificate fails is re-solved by HiGHS (:func:`peakplan.recourse_lp.solve_chain_lp_stock`).
+    ``d``, ``L``, ``pb`` ``[C, T, P]`` (and ``room``, ``s0``, ``h``, ``eps`` ``[C, P]`` or
+    broadcast) are ``P`` storable streams sharing the capacity, each with a stock of its own.
     ``d2``, ``L2`` (``[C, T, M2]``, optional): arrivals and loss prices of ``M2`` more streams
     that share the capacity but cannot be stored (segments sharing a resource with a storable
     one), each unit taking one unit of capacity, at the same backlog cost ``b``: all in units
-    of the capacity, the storable stream's too.
+    of the capacity, the storable streams' too.
 
     Returns ``cost``, ``backlog`` (unit-periods waited, lost units included), ``stock``
     (unit-periods held), ``take`` (units served from stock), ``ok``, all ``[C]``; ``loss``
     ``[C, T]``; ``by_age`` ``[C, T, K + 1]``; ``flex``, ``p``, ``q`` ``[C, T, J]``; ``pb_dual``
     ``[C, T]`` (``dQ/dpb = -pb_dual``); ``fallback`` (how many chains went to HiGHS); with
     ``d2``, the other streams' ``loss2`` ``[C, T, M2]`` and ``by_age2`` ``[C, T, M2, K + 1]``.
+    With ``P`` streams, ``stock`` and ``take`` are ``[C, P]``, ``loss`` and ``pb_dual``
+    ``[C, T, P]`` and ``by_age`` ``[C, T, P, K + 1]``.
     """
     if int(K) != K or K < 0:
         raise ValueError(f"chains need a whole max_delay >= 0, got {K}")
     K = int(K)
-    d = np.require(np.asarray(d, float), requirements=["C", "W"])
-    if d.ndim != 2:
-        raise ValueError(f"d must be [C, T], got shape {d.shape}")
-    C, T = d.shape
+    d = np.asarray(d, float)
+    if d.ndim not in (2, 3):
+        raise ValueError(f"d must be [C, T] or [C, T, P], got shape {d.shape}")
+    one = d.ndim == 2  # one storable stream: its outputs without the stream axis
+    C, T = d.shape[:2]
+    P = 1 if one else d.shape[2]
     J = np.shape(c)[-1]
 
     def full(x, shape):
         return np.require(np.broadcast_to(np.asarray(x, float), shape), requirements=["C", "W"])
 
+    def per(x, shape):  # [C, T] or [C] with one storable stream: gains the stream axis
+        return full(full(x, shape[:-1])[..., None], shape) if one else full(x, shape)
+
+    d, L, pb = (per(x, (C, T, P)) for x in (d, L, pb))
     c, F, u = full(c, (C, T, J)), full(F, (C, T, J)), full(u, (C, J))
-    L, pb = full(L, (C, T)), full(pb, (C, T))
-    b, room, s0, h, eps = (full(x, (C,)) for x in (b, room, s0, h, eps))
+    b = full(b, (C,))
+    room, s0, h, eps = (per(x, (C, P)) for x in (room, s0, h, eps))
     if (d2 is None) != (L2 is None):
         raise ValueError("streams that cannot be stored need both d2 and L2")
     M2 = 0 if d2 is None else np.shape(d2)[-1]
@@ -430,10 +470,11 @@ def solve_stock_chains(d, c, F, u, b, L, K: int, pb, room, s0, h, eps=STOCK_FIRS
         raise ValueError("storable chains need finite demand, capacity, caps and prices")
     if any(np.any(x < 0) for x in (d, c, F, u, pb, room, s0, h, eps, d2)):
         raise ValueError("storable chains need non-negative demand, capacity, caps, stock and prices")
-    out = {k: np.zeros(C) for k in ("cost", "backlog", "stock", "take")}
+    out = {k: np.zeros(C) for k in ("cost", "backlog")}
+    out["stock"], out["take"] = np.zeros((C, P)), np.zeros((C, P))
     out["ok"] = np.zeros(C, bool)
-    out["loss"], out["pb_dual"] = np.zeros((C, T)), np.zeros((C, T))
-    out["by_age"] = np.zeros((C, T, K + 1))
+    out["loss"], out["pb_dual"] = np.zeros((C, T, P)), np.zeros((C, T, P))
+    out["by_age"] = np.zeros((C, T, P, K + 1))
     out.update({k: np.zeros((C, T, J)) for k in ("flex", "p", "q")})
     out["loss2"], out["by_age2"] = np.zeros((C, T, M2)), np.zeros((C, T, M2, K + 1))
     _solve_all_stock(d, c, F, u, b, L, K, pb, room, s0, h, eps, d2, L2, out["cost"], out["backlog"], out["stock"],
@@ -443,12 +484,15 @@ def solve_stock_chains(d, c, F, u, b, L, K: int, pb, room, s0, h, eps=STOCK_FIRS
     for i in bad:
         from peakplan.recourse_lp import solve_chain_lp_stock
 
-        ref = solve_chain_lp_stock(d[i], c[i], F[i], u[i], float(b[i]), L[i], K, pb[i], float(room[i]),
-                                   float(s0[i]), float(h[i]), float(eps[i]), d2=d2[i] if M2 else None,
-                                   L2=L2[i] if M2 else None)
-        for k in ("cost", "backlog", "stock", "take"):
-            out[k][i] = ref[k]
-        for k in ("loss", "by_age", "flex", "p", "q", "pb_dual") + (("loss2", "by_age2") if M2 else ()):
+        ref = solve_chain_lp_stock(d[i], c[i], F[i], u[i], float(b[i]), L[i], K, pb[i], room[i], s0[i], h[i], eps[i],
+                                   d2=d2[i] if M2 else None, L2=L2[i] if M2 else None)
+        for k in ("cost", "backlog", "stock", "take", "loss", "by_age", "flex", "p", "q", "pb_dual") + (
+                ("loss2", "by_age2") if M2 else ()):
             out[k][i] = ref[k]
     out["fallback"] = len(bad)
+    if one:
+        for k in ("stock", "take"):
+            out[k] = out[k][:, 0]
+        for k in ("loss", "pb_dual", "by_age"):
+            out[k] = out[k][:, :, 0]
     return out

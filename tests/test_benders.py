@@ -525,7 +525,8 @@ def test_chain_structure_accepts_synthetic_and_names_what_breaks_it():
     ok = chain_structure(stock_shared, NONE, None)  # a storable segment sharing a resource: one chain, one stock
     assert [list(x) for x in ok["segments"]] == [[0, 1], [2]] and ok["names"] == ["s0+s1", "s2"]
     two_stocks = stock_shared.replace(storable=np.array([True, True, False]), storage_cap=np.array([5.0, 10.0, 0.0]))
-    assert "s0, s1 share resources and s0, s1 are storable" in chain_structure(two_stocks, NONE, None)
+    ok = chain_structure(two_stocks, NONE, None)  # two storable segments on one resource: one chain, a stock each
+    assert [list(x) for x in ok["segments"]] == [[0, 1], [2]]
     # two segments on one resource: one chain, a stream each (capacity counted in the resource's units)
     shared = pack.replace(load=np.array([[1.0, 0.0, 0.0], [0.5, 0.0, 0.0], [0.0, 0.0, 1.0]]),
                           backlog_cost=np.array([1.0, 0.5, 1.0]))
@@ -553,10 +554,9 @@ def test_chains_on_an_ineligible_pack_raise_and_auto_falls_back():
     with pytest.raises(ValueError, match="chain subproblem does not apply: segments .* share resources"):
         solve_benders(tiny, draws, NONE, subproblem="chains")
     pack = examples.synthetic_pack(4, 1)
-    two = examples.synthetic_pack(4, 1, G=2)
-    stock = two.replace(storable=np.array([True, True]), storage_cap=np.array([10.0, 10.0]))
-    with pytest.raises(ValueError, match="does not apply: segments s0, s1 share resources and s0, s1 are storable"):
-        solve_benders(stock, mc.sample_paths(stock, 2, 0), NONE, subproblem="chains")
+    two = examples.synthetic_pack(4, 2).replace(load=np.array([[1.0, 0.5], [0.0, 1.0]]))
+    with pytest.raises(ValueError, match="does not apply: segments s0, s1 share resources r0, r1 and some load more"):
+        solve_benders(two, mc.sample_paths(two, 2, 0), NONE, subproblem="chains")
     with pytest.raises(ValueError, match="subproblem must be"):
         solve_benders(pack, mc.sample_paths(pack, 2, 0), NONE, subproblem="dp")
     _, info = solve_benders(pack, mc.sample_paths(pack, 2, 0), NONE)
@@ -595,17 +595,16 @@ def test_plans_say_which_method_solved_them_and_why_auto_fell_back():
     plan = opt.optimize(pack, n_samples=3, seed=1, quality=False)["A"]
     assert plan.constraints["method"] == "benders" and "method_why" not in plan.constraints
     assert "by the L-shaped method." in _solve_line(plan)
-    stock = examples.synthetic_pack(4, 1, G=2).replace(variants=(lean,), storable=np.array([True, True]),
-                                                       storage_cap=np.array([10.0, 10.0]))
-    plan = opt.optimize(stock, n_samples=3, seed=1, quality=False)["A"]
+    two = examples.synthetic_pack(4, 2).replace(variants=(lean,), load=np.array([[1.0, 0.5], [0.0, 1.0]]))
+    plan = opt.optimize(two, n_samples=3, seed=1, quality=False)["A"]
     assert plan.constraints["method"] == "extensive"
     assert plan.constraints["method_why"] == ("the chain subproblem does not apply: segments s0, s1 share resources "
-                                              "and s0, s1 are storable (pre-build: a chain holds one storable "
-                                              "segment)")
+                                              "r0, r1 and some load more than one (shared capacity: chains take "
+                                              "segments on one shared resource, or on resources of their own)")
     assert "by the extensive form (the chain subproblem does not apply: segments s0, s1 share" in _solve_line(plan)
     assert opt._resolve(pack, lean, "auto", "cbc") == ("extensive", "the L-shaped method drives HiGHS, and the "
                                                                     "solver is cbc")
-    plan = opt.optimize(stock, n_samples=3, seed=1, quality=False, method="extensive")["A"]
+    plan = opt.optimize(two, n_samples=3, seed=1, quality=False, method="extensive")["A"]
     assert "method_why" not in plan.constraints  # asked for, not fallen back to
 
 

@@ -221,15 +221,17 @@ def test_storable_chain_benders_equals_the_extensive_form(T, R, seed, S, service
 # a build's dual counted in units of the segment, not of the resource, fails these two
 @example(T=6, R=2, seed=15, S=3, service="expected", target=0.99, penalty=5.0, K=1, half=True, which=1)
 @example(T=6, R=1, seed=18, S=3, service="cvar", target=0.99, penalty=5.0, K=1, half=True, which=1)
+@example(T=6, R=2, seed=4, S=3, service="expected", target=0.99, penalty=5.0, K=1, half=True, which=2)
+@example(T=5, R=1, seed=5, S=3, service="quantile", target=0.95, penalty=5.0, K=2, half=False, which=2)
 @given(T=st.integers(4, 7), R=st.integers(1, 2), seed=st.integers(0, 10_000), S=st.integers(2, 4),
        service=st.sampled_from(["none", "expected", "quantile", "cvar"]),
        target=st.sampled_from([0.9, 0.95, 0.99]), penalty=st.sampled_from([50.0, 5.0]), K=st.sampled_from([0, 1, 2]),
-       half=st.booleans(), which=st.sampled_from([0, 1]))
-def test_a_storable_segment_sharing_a_resource_equals_the_extensive_form(T, R, seed, S, service, target, penalty, K,
-                                                                         half, which):
-    """Two segments per resource, one of them storable (the first or, with ``which``, the second, which with
-    ``half`` takes half a unit of the resource per unit): one chain with a stock and a stream that cannot be
-    stored, on the L-shaped method, against the extensive form by linprog."""
+       half=st.booleans(), which=st.sampled_from([0, 1, 2]))
+def test_storable_segments_sharing_a_resource_equal_the_extensive_form(T, R, seed, S, service, target, penalty, K,
+                                                                       half, which):
+    """Two segments per resource, one of them storable (``which`` 0: the first; 1: the second, which with ``half``
+    takes half a unit of the resource per unit) or both (2): one chain with a stock per storable segment and
+    the other a stream that cannot be stored, on the L-shaped method, against the extensive form by linprog."""
     rng = np.random.default_rng(seed)
     pack = examples.synthetic_pack(T, R, G=2 * R, seed=seed % 50)
     pen = np.full(pack.G, penalty)
@@ -241,6 +243,8 @@ def test_a_storable_segment_sharing_a_resource_equals_the_extensive_form(T, R, s
         pen[R:] = 0.7 * penalty
     flag = np.zeros(pack.G, bool)
     flag[which * R:(which + 1) * R] = True
+    if which == 2:
+        flag[:] = True
     mean = pack.base_capacity.mean(axis=0)[np.arange(pack.G) % R]
     pack = pack.replace(penalty=pen, max_delay=K, storable=flag,
                         storage_cap=np.where(flag, mean * rng.uniform(1, 3, pack.G), 0.0),
