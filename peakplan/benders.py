@@ -1141,37 +1141,42 @@ def solve_benders_chains(pack: PlanningPack, draws: mc.Draws, variant: Variant, 
         n_cuts += len(rows)
 
     try:
-        if start is not None:  # a full first-stage column at the start levels: the master with y fixed there
-            start = np.asarray(start, float)
-            if len(start) < len(y_idx):  # lever levels alone: no planned builds
-                start = np.vstack([start, np.zeros((len(y_idx) - len(start), pack.T))])
-            col = solve_fixed(y_idx.ravel(), start.ravel())
-            if col is not None:
-                seed(col)
-                if alpha is None and core is not None and np.array_equal(core, col):
-                    alpha = 0.9  # a start that is feasible and the best point: search close to it
-        if (with_service or with_cvar) and (core is None or (with_cvar and not heavy)):
-            # a first core inside the feasible region: the master's most capacity (every reserve and flex
-            # lever as high and every release as low as its rules allow), where the target is most reachable.
-            # A start that is a feasible core makes it one pass too many, except under a quantile or CVaR
-            # target on cheap chains, where its cuts (every chain's fewest lost units) save more master time
-            # than the pass costs (S=1,000, plans A/B/C without it: storage 5.9/7.0 -> 5.5/6.6 s, shared
-            # 2.0/2.3 -> 1.8/2.1 s, max_delay 2 1.7/1.9 -> 1.6/1.8 s; synthetic B/C 1.5 -> 1.9 s)
-            base_cost = np.asarray(h.getLp().col_cost_).copy()
-            push = np.zeros(len(base_cost))
-            for i, lv in enumerate(pack.levers):
-                push[y_idx[i]] = 1.0 if lv.kind == "release" else -1.0
-            push[y_idx[n_lev:]] = -1.0  # and every planned build
-            h.changeColsCost(len(push), np.arange(len(push), dtype=np.int32), push)
-            col, _ = master()
-            h.changeColsCost(len(base_cost), np.arange(len(base_cost), dtype=np.int32), base_cost)
-            if col is not None and with_cvar:  # allow each chain its fewest lost units there
-                fewest = np.stack([oracle.chains(g, col[y_idx], np.zeros(S), np.arange(S), feasibility=True)["lost"]
-                                   for g in range(G)], axis=1)
-                col = solve_fixed(np.concatenate([y_idx.ravel(), ell_idx.ravel()]),
-                                  np.concatenate([col[y_idx].ravel(), fewest.ravel() * (1 + 1e-9)]))
-            if col is not None:
-                seed(col)
+        # the starting points: a start (lever levels) and the most capacity the rules allow. A start that
+        # is a feasible core makes the second one pass too many, so it goes first and the most capacity
+        # only where it is not a feasible core. Except under a quantile or CVaR target on cheap chains:
+        # there the most capacity's cuts (every chain's fewest lost units) save more master time than
+        # the pass costs, and it goes first, as it always did (S=1,000, plans A/B/C, start first and no
+        # most capacity: storage 5.9/7.0 -> 5.5/6.6 s, shared 2.0/2.3 -> 1.8/2.1 s, max_delay 2 1.7/1.9 ->
+        # 1.6/1.8 s; synthetic B/C 1.5 -> 1.9 s; series B/C at 10,000, start first: 20 -> 25 s)
+        most_first = with_cvar and not heavy
+        for step in ("most", "start") if most_first else ("start", "most"):
+            if step == "start" and start is not None:  # a full first-stage column at the start levels
+                start = np.asarray(start, float)
+                if len(start) < len(y_idx):  # lever levels alone: no planned builds
+                    start = np.vstack([start, np.zeros((len(y_idx) - len(start), pack.T))])
+                col = solve_fixed(y_idx.ravel(), start.ravel())
+                if col is not None:
+                    seed(col)
+                    if alpha is None and core is not None and np.array_equal(core, col):
+                        alpha = 0.9  # a start that is feasible and the best point: search close to it
+            elif step == "most" and (with_service or with_cvar) and (core is None or most_first):
+                # a first core inside the feasible region: the master's most capacity (every reserve and flex
+                # lever as high and every release as low as its rules allow), where the target is most reachable
+                base_cost = np.asarray(h.getLp().col_cost_).copy()
+                push = np.zeros(len(base_cost))
+                for i, lv in enumerate(pack.levers):
+                    push[y_idx[i]] = 1.0 if lv.kind == "release" else -1.0
+                push[y_idx[n_lev:]] = -1.0  # and every planned build
+                h.changeColsCost(len(push), np.arange(len(push), dtype=np.int32), push)
+                col, _ = master()
+                h.changeColsCost(len(base_cost), np.arange(len(base_cost), dtype=np.int32), base_cost)
+                if col is not None and with_cvar:  # allow each chain its fewest lost units there
+                    fewest = np.stack([oracle.chains(g, col[y_idx], np.zeros(S), np.arange(S),
+                                                     feasibility=True)["lost"] for g in range(G)], axis=1)
+                    col = solve_fixed(np.concatenate([y_idx.ravel(), ell_idx.ravel()]),
+                                      np.concatenate([col[y_idx].ravel(), fewest.ravel() * (1 + 1e-9)]))
+                if col is not None:
+                    seed(col)
         if alpha is None:
             alpha = 0.5
         while True:
