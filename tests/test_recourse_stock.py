@@ -170,9 +170,32 @@ def test_stock_chains_reject_bad_input():
     with pytest.raises(ValueError, match="non-negative"):
         solve_stock_chains(np.ones((1, 2)), np.ones((1, 2, 1)), 0.0, 0.0, 0.0, np.ones((1, 2)), 0, -np.ones((1, 2)),
                            1.0, 0.0, 1.0)
-    with pytest.raises(ValueError, match=r"d must be \[C, T\]"):
+    with pytest.raises(ValueError, match=r"d must be \[C, T\] or \[C, T, P\]"):
         solve_stock_chains(np.ones(2), np.ones((1, 2, 1)), 0.0, 0.0, 0.0, np.ones((1, 2)), 0, np.ones((1, 2)), 1.0,
                            0.0, 1.0)
+    with pytest.raises(ValueError, match="need both d2 and L2"):
+        solve_stock_chains(np.ones((1, 2)), np.ones((1, 2, 1)), 0.0, 0.0, 0.0, np.ones((1, 2)), 0, np.ones((1, 2)),
+                           1.0, 0.0, 1.0, d2=np.ones((1, 2, 1)))
+    with pytest.raises(ValueError, match=r"d2 must be \[C, T, M2\]"):
+        solve_stock_chains(np.ones((1, 2)), np.ones((1, 2, 1)), 0.0, 0.0, 0.0, np.ones((1, 2)), 0, np.ones((1, 2)),
+                           1.0, 0.0, 1.0, d2=np.ones((1, 2)), L2=np.ones((1, 2)))
+
+
+def test_two_stocks_on_one_capacity_by_hand():
+    """Capacity 10 in each of 3 periods, demand 0, 0, 30 for stream 0 and 0, 0, 0 for stream 1 with room 10 and
+    builds up to 10 a period for both, holding 1 (stream 0) and 2 (stream 1), losses at 100: stream 0 builds
+    10 in periods 0 and 1 (held 2 and 1 periods: 30) and serves 10 from capacity in 2; nothing lost."""
+    d = np.array([[[0.0, 0.0], [0.0, 0.0], [30.0, 0.0]]])
+    c = np.full((1, 3, 1), 10.0)
+    out = solve_stock_chains(d, c, 0.0, 0.0, 0.0, 100.0, 0, np.full((1, 3, 2), 10.0), np.array([[20.0, 20.0]]),
+                             0.0, np.array([[1.0, 2.0]]))
+    assert out["ok"][0]
+    assert out["stock"][0].tolist() == pytest.approx([30.0, 0.0])
+    assert out["take"][0].tolist() == pytest.approx([20.0, 0.0])
+    assert out["cost"][0] == pytest.approx(30.0 - 20 * STOCK_FIRST, abs=1e-9)
+    assert out["loss"].shape == (1, 3, 2) and np.all(out["loss"] == 0.0)
+    # a unit more build cap for stream 0 in period 1 is worth nothing (capacity binds), and none for stream 1
+    assert out["pb_dual"][0, :, 1].tolist() == pytest.approx([0.0, 0.0, 0.0])
 
 
 def _storable(pack, rng, share=1.0):
