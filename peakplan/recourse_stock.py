@@ -76,6 +76,23 @@ def _arc(ne, frm, to, cap, cost, first, nxt, u, v, c, w):
     return ne + 2
 
 
+@njit(cache=True, nogil=True, error_model="numpy", inline="always")
+def _arrival_flows(cap, e, T, K, t, x_t):
+    """Arrival ``t``'s flows from its arcs at ``e`` (lost, then served ``j = 0..K`` periods later) into
+    ``x_t[j]``; returns ``(next arc, lost, unit-periods waited)``: a lost unit waits ``min(K, T - t)``."""
+    lost = cap[e + 1]
+    wait = min(K, T - t) * lost
+    e += 2
+    for j in range(K + 1):
+        if t + j < T:
+            x_t[j] = cap[e + 1]
+            wait += j * cap[e + 1]
+            e += 2
+        else:
+            x_t[j] = 0.0
+    return e, lost, wait
+
+
 @njit(cache=True, nogil=True, error_model="numpy")
 def _stock_chain(d, c, F, u, b, L, K, pb, room, s0, h, eps, d2, L2, x, x2, out_v, out_loss, out_loss2, out_p, out_q,
                  out_pb, out_stock, out_take, c0, tw, tp, nt, wt, order, frm, to, cap, cost, first, nxt, pot, dist,
@@ -290,31 +307,17 @@ def _stock_chain(d, c, F, u, b, L, K, pb, room, s0, h, eps, d2, L2, x, x2, out_v
     for m in range(P):
         e = e_arr[m]
         for t in range(T):
-            out_loss[t, m] = cap[e + 1]
-            backlog += min(K, T - t) * cap[e + 1]
-            total += L[t, m] * cap[e + 1]
-            e += 2
-            for j in range(K + 1):
-                if t + j < T:
-                    x[t, m, j] = cap[e + 1]
-                    backlog += j * cap[e + 1]
-                    e += 2
-                else:
-                    x[t, m, j] = 0.0
+            e, lost, wait = _arrival_flows(cap, e, T, K, t, x[t, m])
+            out_loss[t, m] = lost
+            backlog += wait
+            total += L[t, m] * lost
     e = e_str
     for t in range(T):
         for m in range(M2):
-            out_loss2[t, m] = cap[e + 1]
-            backlog += min(K, T - t) * cap[e + 1]
-            total += L2[t, m] * cap[e + 1]
-            e += 2
-            for j in range(K + 1):
-                if t + j < T:
-                    x2[t, m, j] = cap[e + 1]
-                    backlog += j * cap[e + 1]
-                    e += 2
-                else:
-                    x2[t, m, j] = 0.0
+            e, lost, wait = _arrival_flows(cap, e, T, K, t, x2[t, m])
+            out_loss2[t, m] = lost
+            backlog += wait
+            total += L2[t, m] * lost
     for m in range(P):
         out_stock[m] = 0.0
         out_take[m] = 0.0

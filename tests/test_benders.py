@@ -329,6 +329,21 @@ def test_lp_benders_on_shared_capacity_equals_the_extensive_form(T, R, seed, S, 
     _check_against_linprog(pack, draws, variant, res, info, budget)
 
 
+def _shared_pack(T: int, R: int, seed: int, penalty: float, half: bool):
+    """Two segments on each of R resources; with ``half`` the second takes half a unit of the resource per unit
+    (its backlog cost halved too, the same per unit of the resource; the capacity scaled to the load) and is
+    worth 0.7 of the first a unit lost."""
+    pack = examples.synthetic_pack(T, R, G=2 * R, seed=seed % 50)
+    pen = np.full(pack.G, penalty)
+    if half:
+        load = pack.load.copy()
+        load[R:] *= 0.5
+        pack = pack.replace(load=load, backlog_cost=pack.arr("backlog_cost") * load.sum(axis=1),
+                            base_capacity=pack.base_capacity * 0.75)
+        pen[R:] = 0.7 * penalty  # streams of different value
+    return pack.replace(penalty=pen)
+
+
 @settings(max_examples=150, deadline=None)
 @example(T=6, R=1, seed=1, S=4, K=1, service="expected", target=0.999, penalty=5.0, half=True, cut=None)  # binds
 @example(T=6, R=2, seed=2, S=4, K=2, service="cvar", target=0.99, penalty=5.0, half=False, cut=None)  # binds
@@ -343,15 +358,7 @@ def test_chain_benders_on_shared_capacity_equals_the_extensive_form(T, R, seed, 
     resource per unit (its backlog cost halved too, the same per unit of the resource; the capacity scaled to
     the load) and is worth less a unit; optionally a budget shared with flex spend, cut below the unbudgeted
     spend. The examples marked were checked to bind (the objective above the one without the target)."""
-    pack = examples.synthetic_pack(T, R, G=2 * R, seed=seed % 50)
-    pen = np.full(pack.G, penalty)
-    if half:
-        load = pack.load.copy()
-        load[R:] *= 0.5
-        pack = pack.replace(load=load, backlog_cost=pack.arr("backlog_cost") * load.sum(axis=1),
-                            base_capacity=pack.base_capacity * 0.75)
-        pen[R:] = 0.7 * penalty  # streams of different value
-    pack = pack.replace(penalty=pen, max_delay=K)
+    pack = _shared_pack(T, R, seed, penalty, half).replace(max_delay=K)
     draws = mc.sample_paths(pack, S, seed)
     variant = Variant("V", "v", service, 0.0 if service == "none" else target,
                       level=0.9 if service == "quantile" else 0.95)

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
-from test_benders import _check_against_linprog, linprog_optimum
+from test_benders import _check_against_linprog, _shared_pack, linprog_optimum
 from test_recourse_series import GRID, series_chains
 
 from peakplan import examples
@@ -226,6 +226,11 @@ def test_storable_chain_benders_equals_the_extensive_form(T, R, seed, S, service
     variant = Variant("V", "v", service, 0.0 if service == "none" else target,
                       level=0.9 if service == "quantile" else 0.95)
     assert isinstance(chain_structure(pack, variant, None), dict)
+    _benders_matches_linprog(pack, draws, variant)
+
+
+def _benders_matches_linprog(pack, draws, variant):
+    """The L-shaped method on chains against linprog: the same optimum, a checked plan, builds only where storable."""
     res, info = solve_benders(pack, draws, variant, tol=1e-9, subproblem="chains")
     assert info["subproblem"] == "chains"
     model = opt.build_model(pack, draws, variant)
@@ -256,20 +261,13 @@ def test_storable_segments_sharing_a_resource_equal_the_extensive_form(T, R, see
     takes half a unit of the resource per unit) or both (2): one chain with a stock per storable segment and
     the other a stream that cannot be stored, on the L-shaped method, against the extensive form by linprog."""
     rng = np.random.default_rng(seed)
-    pack = examples.synthetic_pack(T, R, G=2 * R, seed=seed % 50)
-    pen = np.full(pack.G, penalty)
-    if half:
-        load = pack.load.copy()
-        load[R:] *= 0.5
-        pack = pack.replace(load=load, backlog_cost=pack.arr("backlog_cost") * load.sum(axis=1),
-                            base_capacity=pack.base_capacity * 0.75)
-        pen[R:] = 0.7 * penalty
+    pack = _shared_pack(T, R, seed, penalty, half)
     flag = np.zeros(pack.G, bool)
     flag[which * R:(which + 1) * R] = True
     if which == 2:
         flag[:] = True
     mean = pack.base_capacity.mean(axis=0)[np.arange(pack.G) % R]
-    pack = pack.replace(penalty=pen, max_delay=K, storable=flag,
+    pack = pack.replace(max_delay=K, storable=flag,
                         storage_cap=np.where(flag, mean * rng.uniform(1, 3, pack.G), 0.0),
                         holding_cost=rng.uniform(0.1, 1.0, pack.G),
                         initial_stock=np.where(flag & (rng.random(pack.G) < 0.5), mean * rng.uniform(0, 1, pack.G),
@@ -279,12 +277,4 @@ def test_storable_segments_sharing_a_resource_equal_the_extensive_form(T, R, see
                       level=0.9 if service == "quantile" else 0.95)
     ok = chain_structure(pack, variant, None)
     assert [len(x) for x in ok["segments"]] == [2] * R
-    res, info = solve_benders(pack, draws, variant, tol=1e-9, subproblem="chains")
-    assert info["subproblem"] == "chains"
-    model = opt.build_model(pack, draws, variant)
-    if linprog_optimum(model.prob) is None:
-        assert res.status is opt.SolveStatus.INFEASIBLE
-        return
-    _check_against_linprog(pack, draws, variant, res, info)
-    opt.check_plan(pack, res.levels, res.prebuild, None, info["flex_spend"])
-    assert np.all(res.prebuild[:, ~flag] == 0.0)
+    _benders_matches_linprog(pack, draws, variant)
