@@ -140,11 +140,12 @@ class ChainOracle:
     ``J`` resources enter the chain in series: capacity and flex caps ``[S, T, J]`` in units
     of the segment. Segments sharing a resource enter as streams of arrivals ``[S, T, M]``
     counted in units of the resource (demand times load; loss weights and backlog cost per
-    unit of it); lost and served units are reported in units of the segments. A storable
-    segment's chain (:mod:`peakplan.recourse_stock`) has one more first-stage input, its
-    planned builds ``pb[:, g]``: row ``L + k`` of the ``levels`` the oracle takes (``k``-th
-    storable chain), last among the chain's levers; its duals ``p`` carry the build cap's
-    dual as a last column.
+    unit of it); lost and served units are reported in units of the segments. A chain with
+    storable segments (:mod:`peakplan.recourse_stock`; alone, or sharing a resource with
+    others, storable or not) has one more first-stage input per storable segment, its planned
+    builds ``pb[:, g]``: row ``L + k`` of the ``levels`` the oracle takes (``k``-th storable
+    segment in :func:`_stock_segments` order), last among the chain's levers; its duals ``p``
+    carry the build caps' duals as the last columns.
     """
 
     def __init__(self, pack: PlanningPack, draws: mc.Draws, structure: dict, clusters: int = 1):
