@@ -127,6 +127,12 @@ def _stock_segments(pack: PlanningPack, structure: dict) -> np.ndarray:
     return np.array([int(k) for segs in structure["segments"] for k in segs if storable[k]], int)
 
 
+#: storable chains keep each path's last flows and prices (:class:`peakplan.recourse_stock.WarmStarts`,
+#: about 6 kB a chain at T=52) while all of them stay under this many bytes: 8 resources at
+#: S=10,000 hold about 0.5 GB
+WARM_BYTES = 2 * 2**30
+
+
 class ChainOracle:
     """Per-chain recourse of every path with the first stage fixed, by :mod:`peakplan.recourse`.
 
@@ -211,6 +217,8 @@ class ChainOracle:
         self.wc, self.mu = 1.0, 0.0
         self.calls = 0
         self.fallbacks = 0
+        self.warm = {}  # per storable chain: each path's last flows and prices (recourse_stock.WarmStarts)
+        self.stock_solves = [0, 0]  # storable chains solved, of them from a warm start
         self.deadline = float("inf")
         """Every call checks this ``time.perf_counter()`` reading first (:class:`peakplan.optimize._OutOfTime`)."""
 
@@ -253,7 +261,18 @@ class ChainOracle:
         F[0][:, on] = (np.maximum(levels[self.flex_lever[g][on]], 0.0) / self.load[g][on, None]).T
         return c, np.broadcast_to(F, c.shape), self._unit(g, idx)
 
-    def _solve(self, g: int, d, c, F, u, bc, L, levels, wc: float) -> dict:
+    def _warm(self, g: int, K: int, P: int, M2: int, J: int):
+        """Chain ``g``'s warm starts, made on first use while all of them together stay under
+        :data:`WARM_BYTES` (else None: every solve from zero flows)."""
+        from peakplan.recourse_stock import WarmStarts
+
+        if g not in self.warm:
+            held = sum(w.nbytes for w in self.warm.values() if w is not None)
+            fits = held + WarmStarts.size(self.S, self.T, K, P, M2, J) <= WARM_BYTES
+            self.warm[g] = WarmStarts(self.S, self.T, K, P, M2, J) if fits else None
+        return self.warm[g]
+
+    def _solve(self, g: int, d, c, F, u, bc, L, levels, wc: float, idx=None) -> dict:
         """Chain ``g``'s LPs: ``d``, ``L`` ``[n, T, M]``; the DP for one stream and ``max_delay`` 0 or 1, else
         successive shortest paths; a storable chain's min-cost flow, its holding cost priced ``wc``, with its
         build caps' duals as the last columns of ``p`` (the storable streams' builds, room and stock counted in
@@ -270,7 +289,10 @@ class ChainOracle:
             out = solve_stock_chains(d[:, :, m], c, F, u, bc, L[:, :, m], self.max_delay,
                                      a * np.maximum(levels[self.stock_rows[g]], 0.0).T, a * self.room[k],
                                      a * self.stock0[k], wc * self.hold[k] / a, wc * STOCK_FIRST / a,
-                                     d2=d[:, :, rest] if rest else None, L2=L[:, :, rest] if rest else None)
+                                     d2=d[:, :, rest] if rest else None, L2=L[:, :, rest] if rest else None,
+                                     warm=self._warm(g, self.max_delay, len(m), len(rest), c.shape[2]), slots=idx)
+            self.stock_solves[0] += len(d)
+            self.stock_solves[1] += out["warm"]
             loss = np.zeros(d.shape)
             loss[:, :, m] = out["loss"]
             if rest:
@@ -327,7 +349,7 @@ class ChainOracle:
         else:
             L = self.wc * self.pen[g][None, None, :] + nu[:, None, None] * self.lost_w[None, :, None] * per
             bc = self.wc * self.bc[g]
-        out = self._solve(g, self.demand[g][idx], c, F, u, bc, L, levels, 0.0 if feasibility else self.wc)
+        out = self._solve(g, self.demand[g][idx], c, F, u, bc, L, levels, 0.0 if feasibility else self.wc, idx)
         self.calls += n / self.S
         self.fallbacks += out["fallback"]
         lost = self._lost(g, out["loss"], self.lost_w)
@@ -1273,7 +1295,8 @@ def solve_benders_chains(pack: PlanningPack, draws: mc.Draws, variant: Variant, 
     info = {"iterations": it, "lower_bound": lb, "upper_bound": ub, "flex_spend": float(ub_spend) if np.isfinite(ub_spend) else 0.0,
             "links": [],
             "subproblem": "chains", "oracle_calls": oracle.calls, "lp_fallbacks": oracle.fallbacks, "cuts": n_cuts,
-            "clusters": K, "multiplier": lam, "slack": 0.0}
+            "clusters": K, "multiplier": lam, "slack": 0.0,
+            "stock_chains": oracle.stock_solves[0], "warm_starts": oracle.stock_solves[1]}
     return SolveResult(status, obj, levels, prebuild, secs, "highs-benders", gap_out), info
 
 

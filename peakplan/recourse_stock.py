@@ -36,7 +36,11 @@ so the stock cannot be thrown away.
 
 Successive shortest paths with node potentials and Dijkstra (Ahuja, Magnanti & Orlin 1993,
 ch. 9), arrivals in time order; the first potentials by Bellman-Ford (the take and
-the circulation's reverse arcs cost less than nothing). The final potentials ``pi`` price
+the circulation's reverse arcs cost less than nothing). With :class:`WarmStarts` a chain
+solved before starts from its last optimal flows and potentials instead (the L-shaped method
+solves the same chains at one point after another): every arc's flow goes where the old
+potentials price it (saturated below zero reduced cost, empty above), and the same shortest
+paths then send each node's excess to the nearest node short of flow. The final potentials ``pi`` price
 everything: capacity in ``s`` is worth ``mu_s = pi_Z - pi_{C_s}`` (split over the resources
 by :func:`peakplan.recourse._split`), a unit more build cap in ``s`` ``pi_{C_s} -
 pi_{Hout_s}`` where positive. Each chain checks complementary slackness on every residual
@@ -51,7 +55,7 @@ from numba import njit
 
 from peakplan.recourse import _split, _tiers
 
-__all__ = ["solve_stock_chains"]
+__all__ = ["WarmStarts", "solve_stock_chains"]
 
 _INF = np.inf
 #: the bonus per unit served from stock, as in :func:`peakplan.optimize.define_second_stage`
@@ -94,9 +98,69 @@ def _arrival_flows(cap, e, T, K, t, x_t):
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
+def _warm_start(E, Z, P, frm, to, cap, cost, pot, exc, e_circ, s0, wf, wp):
+    """Start from the last solve's flows ``wf`` (per arc) and prices ``wp`` (per node) on the arcs just
+    built (``cap`` their capacities): the prices repaired, every arc's flow put where its reduced cost
+    says (at capacity below zero, empty above, the old flow cut to the capacity at zero) and the
+    imbalances added to ``exc``. Returns False where the prices cannot be repaired.
+
+    An arc without a capacity cannot be saturated: where its cost moved (the prices of lost units,
+    of backlog or of the take bonus are inputs) and it costs less than nothing at the old prices,
+    its tail's price rises to make it tight. Such arcs lead at most three deep (arrival -> served
+    in s -> stock), so a few passes settle them.
+    """
+    N = wp.shape[0]
+    big = 1.0
+    for n in range(N):
+        pot[n] = wp[n] - wp[Z]
+        big = max(big, abs(pot[n]))
+    for e in range(0, E, 2):
+        big = max(big, abs(cost[e]))
+    rtol = 1e-12 * big  # a reduced cost within rtol of zero is zero
+    changed = True
+    for _ in range(8):
+        changed = False
+        for e in range(0, E, 2):
+            if cap[e] == _INF:
+                r = cost[e] + pot[frm[e]] - pot[to[e]]
+                if r < -rtol:
+                    pot[frm[e]] -= r
+                    changed = True
+        if not changed:
+            break
+    if changed:
+        return False
+    for e in range(0, E, 2):
+        u = frm[e]
+        v = to[e]
+        U = cap[e]
+        fixed = -1
+        for m in range(P):
+            if e == e_circ[m] + 4:
+                fixed = m
+        if fixed >= 0:  # I0 -> Z: s0, no residual either way
+            f = s0[fixed]
+            cap[e] = 0.0
+            cap[e + 1] = 0.0
+        else:
+            r = cost[e] + pot[u] - pot[v]
+            if r < -rtol:
+                f = U
+            elif r > rtol:
+                f = 0.0
+            else:
+                f = min(max(wf[e // 2], 0.0), U)
+            cap[e] = U - f
+            cap[e + 1] = f
+        exc[u] -= f
+        exc[v] += f
+    return True
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
 def _stock_chain(d, c, F, u, b, L, K, pb, room, s0, h, eps, d2, L2, x, x2, out_v, out_loss, out_loss2, out_p, out_q,
                  out_pb, out_stock, out_take, c0, tw, tp, nt, wt, order, frm, to, cap, cost, first, nxt, pot, dist,
-                 par, done, seen, settled, hk, hv, tot, stk, e_arr, e_take, e_circ):
+                 par, done, seen, settled, hk, hv, tot, stk, e_arr, e_take, e_circ, exc, warm, wf, wp):
     """One chain of ``P`` storable streams; returns ``(cost, backlog, ok)``.
 
     ``d``, ``L``, ``pb`` ``[T, P]``, ``room``, ``s0``, ``h``, ``eps`` ``[P]``: stream ``m``'s
@@ -152,8 +216,10 @@ def _stock_chain(d, c, F, u, b, L, K, pb, room, s0, h, eps, d2, L2, x, x2, out_v
             ne = _arc(ne, frm, to, cap, cost, first, nxt, HO + s, CN + s, pb[s, m], 0.0)
     for s in range(T):
         ne = _arc(ne, frm, to, cap, cost, first, nxt, CN + s, Z, c0[s], 0.0)
-        for k in range(nt[s]):
-            ne = _arc(ne, frm, to, cap, cost, first, nxt, CN + s, Z, tw[s, k], tp[s, k])
+        for k in range(J):  # J pieces of flex always (the unused ones empty): the same arcs at every point
+            wk = tw[s, k] if k < nt[s] else 0.0
+            pk = tp[s, k] if k < nt[s] else 0.0
+            ne = _arc(ne, frm, to, cap, cost, first, nxt, CN + s, Z, wk, pk)
     for m in range(P):
         END, I0 = Z + 1 + 2 * m, Z + 2 + 2 * m
         e_circ[m] = ne
@@ -168,52 +234,69 @@ def _stock_chain(d, c, F, u, b, L, K, pb, room, s0, h, eps, d2, L2, x, x2, out_v
                 if t + j < T:
                     ne = _arc(ne, frm, to, cap, cost, first, nxt, A2 + m * T + t, CN + t + j, _INF, b * j)
     E = ne
-    for m in range(P):
-        if s0[m] > 0.0:  # the circulation: s0 held to the horizon, every arc on it at s0
-            for e in range(e_take[m], e_take[m] + 10 * T, 10):  # per period: from capacity, take, held longer,
-                for off in (4, 6):                             # room, build
-                    cap[e + off] -= s0[m]
-                    cap[e + off + 1] += s0[m]
-            ec = e_circ[m]
-            cap[ec] -= s0[m]
-            cap[ec + 1] += s0[m]
-            cap[ec + 2] -= s0[m]
-            cap[ec + 3] += s0[m]
-            cap[ec + 4] -= s0[m]
-        cap[e_circ[m] + 5] = 0.0  # I0 -> Z is fixed at s0: no reverse
-    # first potentials: Bellman-Ford from a root joined to every node at cost 0
     for n in range(N):
-        pot[n] = 0.0
-    for _ in range(N + 1):
-        changed = False
-        for e in range(E):
-            if cap[e] > tol and pot[frm[e]] + cost[e] < pot[to[e]] - 1e-15 * max(1.0, abs(pot[to[e]])):
-                pot[to[e]] = pot[frm[e]] + cost[e]
-                changed = True
-        if not changed:
-            break
-    if changed:
-        return 0.0, 0.0, False
-    # arrivals in time order: stock flows forwards, and the searches stay short (T=52 with initial
-    # stock: 130 augmentations settling 23 nodes each, against 187 and 71 most valuable first)
+        exc[n] = 0.0
+    for t in range(T):  # supplies: every arrival, to Z
+        for m in range(P):
+            exc[4 * T * m + t] += d[t, m]
+            exc[Z] -= d[t, m]
+        for m in range(M2):
+            exc[A2 + m * T + t] += d2[t, m]
+            exc[Z] -= d2[t, m]
+    if warm:
+        if not _warm_start(E, Z, P, frm, to, cap, cost, pot, exc, e_circ, s0, wf, wp):
+            return 0.0, 0.0, False
+    else:
+        for m in range(P):
+            if s0[m] > 0.0:  # the circulation: s0 held to the horizon, every arc on it at s0
+                for e in range(e_take[m], e_take[m] + 10 * T, 10):  # per period: from capacity, take, held longer,
+                    for off in (4, 6):                             # room, build
+                        cap[e + off] -= s0[m]
+                        cap[e + off + 1] += s0[m]
+                ec = e_circ[m]
+                cap[ec] -= s0[m]
+                cap[ec + 1] += s0[m]
+                cap[ec + 2] -= s0[m]
+                cap[ec + 3] += s0[m]
+                cap[ec + 4] -= s0[m]
+            cap[e_circ[m] + 5] = 0.0  # I0 -> Z is fixed at s0: no reverse
+        # first potentials: Bellman-Ford from a root joined to every node at cost 0
+        for n in range(N):
+            pot[n] = 0.0
+        for _ in range(N + 1):
+            changed = False
+            for e in range(E):
+                if cap[e] > tol and pot[frm[e]] + cost[e] < pot[to[e]] - 1e-15 * max(1.0, abs(pot[to[e]])):
+                    pot[to[e]] = pot[frm[e]] + cost[e]
+                    changed = True
+            if not changed:
+                break
+        if changed:
+            return 0.0, 0.0, False
+    # every node with more in than out sends it on, arrivals first in time order: stock flows forwards,
+    # and the searches stay short (T=52 with initial stock: 130 augmentations settling 23 nodes each,
+    # against 187 and 71 most valuable first). From zero flows the only node short of flow is Z
     steps = 0
     limit = 16 * E + 64
     stamp = 0
     for n in range(N):
         seen[n] = 0
         done[n] = 0
-    for ts in range(T * (P + M2)):
-        t0 = ts // (P + M2)
-        ms = ts % (P + M2)
-        src = 4 * T * ms + t0 if ms < P else A2 + (ms - P) * T + t0
-        rem = d[t0, ms] if ms < P else d2[t0, ms - P]
+    for ts in range(T * (P + M2) + N):
+        if ts < T * (P + M2):
+            t0 = ts // (P + M2)
+            ms = ts % (P + M2)
+            src = 4 * T * ms + t0 if ms < P else A2 + (ms - P) * T + t0
+        else:
+            src = ts - T * (P + M2)
+        rem = exc[src]
         while rem > tol:
             steps += 1
             if steps > limit:
                 return 0.0, 0.0, False
-            # Dijkstra on reduced costs from src, stopped when Z is settled. Nodes reached at the current
-            # distance (over tight arcs) go on a stack and are settled first, depth first: many nodes tie
-            # at one distance, and Z is often a few tight arcs away
+            # Dijkstra on reduced costs from src, stopped when a node short of flow is settled. Nodes reached
+            # at the current distance (over tight arcs) go on a stack and are settled first, depth first:
+            # many nodes tie at one distance, and Z is often a few tight arcs away
             stamp += 1
             nset = 0
             seen[src] = stamp
@@ -223,6 +306,7 @@ def _stock_chain(d, c, F, u, b, L, K, pb, room, s0, h, eps, d2, L2, x, x2, out_v
             ns = 1
             size = 0
             key = 0.0
+            tg = -1
             while ns > 0 or size > 0:
                 if ns > 0:
                     ns -= 1
@@ -254,7 +338,8 @@ def _stock_chain(d, c, F, u, b, L, K, pb, room, s0, h, eps, d2, L2, x, x2, out_v
                 done[n] = stamp
                 settled[nset] = n
                 nset += 1
-                if n == Z:
+                if exc[n] < -tol:
+                    tg = n
                     break
                 e = first[n]
                 while e >= 0:
@@ -282,25 +367,27 @@ def _stock_chain(d, c, F, u, b, L, K, pb, room, s0, h, eps, d2, L2, x, x2, out_v
                                     hk[i] = nd
                                     hv[i] = m
                     e = nxt[e]
-            if done[Z] != stamp:
+            if tg < 0:
                 return 0.0, 0.0, False
-            delta = rem
-            n = Z
+            delta = min(rem, -exc[tg])
+            n = tg
             while n != src:
                 e = par[n]
                 delta = min(delta, cap[e])
                 n = frm[e]
-            n = Z
+            n = tg
             while n != src:
                 e = par[n]
                 cap[e] -= delta
                 cap[e ^ 1] += delta
                 n = frm[e]
-            # potentials += min(dist, dist_Z): only the settled nodes move relative to the rest
-            dz = dist[Z]
+            # potentials += min(dist, dist_tg): only the settled nodes move relative to the rest
+            dz = dist[tg]
             for k in range(nset):
                 pot[settled[k]] += dist[settled[k]] - dz
             rem -= delta
+            exc[tg] += delta
+        exc[src] = rem
     # flows (a reverse arc's residual capacity is its arc's flow)
     backlog = 0.0
     total = 0.0
@@ -330,7 +417,7 @@ def _stock_chain(d, c, F, u, b, L, K, pb, room, s0, h, eps, d2, L2, x, x2, out_v
     for s in range(T):
         tot[s] = cap[e + 1]
         e += 2
-        for _k in range(nt[s]):
+        for _k in range(J):
             tot[s] += cap[e + 1]
             e += 2
     for s in range(T):
@@ -377,20 +464,22 @@ def _stock_chain(d, c, F, u, b, L, K, pb, room, s0, h, eps, d2, L2, x, x2, out_v
     return total, backlog, ok
 
 
+def _sizes(T: int, K: int, P: int, M2: int, J: int) -> tuple[int, int]:
+    """Arcs (each with its reverse) and nodes of a chain: at most ``E`` arcs, exactly ``N`` nodes."""
+    return 2 * (T * (K + 2) * (P + M2) + 5 * T * P + T * (J + 1) + 3 * P), 4 * T * P + T + 1 + 2 * P + M2 * T
+
+
 @njit(cache=True, nogil=True, error_model="numpy")
 def _solve_all_stock(d, c, F, u, b, L, K, pb, room, s0, h, eps, d2, L2, cost, backlog, stock, take, ok, x, x2, v, loss,
-                     loss2, p, q, qpb):
+                     loss2, p, q, qpb, E, N, wf, wp, have, slots, started):
     C, T, P = d.shape
     J = c.shape[2]
-    M2 = d2.shape[2]
     c0 = np.zeros(T)
     tw = np.zeros((T, J))
     tp = np.zeros((T, J))
     nt = np.zeros(T, np.int64)
     wt = np.zeros(T)
     order = np.zeros(J, np.int64)
-    E = 2 * (T * (K + 2) * (P + M2) + 5 * T * P + T * (J + 1) + 3 * P)
-    N = 4 * T * P + T + 1 + 2 * P + M2 * T
     frm = np.zeros(E, np.int64)
     to = np.zeros(E, np.int64)
     cap = np.zeros(E)
@@ -410,16 +499,62 @@ def _solve_all_stock(d, c, F, u, b, L, K, pb, room, s0, h, eps, d2, L2, cost, ba
     e_arr = np.zeros(P, np.int64)
     e_take = np.zeros(P, np.int64)
     e_circ = np.zeros(P, np.int64)
+    exc = np.zeros(N)
+    keep = slots.shape[0] > 0  # each chain's flows and prices kept in its slot, and started from where kept
     for i in range(C):
-        r = _stock_chain(d[i], c[i], F[i], u[i], b[i], L[i], K, pb[i], room[i], s0[i], h[i], eps[i], d2[i], L2[i],
-                         x[i], x2[i], v[i], loss[i], loss2[i], p[i], q[i], qpb[i], stock[i], take[i], c0, tw, tp, nt,
-                         wt, order, frm, to, cap, cst, first, nxt, pot, dist, par, done, seen, settled, hk, hv, tot,
-                         stk, e_arr, e_take, e_circ)
+        k = slots[i] if keep else 0
+        warm = keep and have[k]
+        for attempt in range(2):
+            start = warm and attempt == 0
+            r = _stock_chain(d[i], c[i], F[i], u[i], b[i], L[i], K, pb[i], room[i], s0[i], h[i], eps[i], d2[i],
+                             L2[i], x[i], x2[i], v[i], loss[i], loss2[i], p[i], q[i], qpb[i], stock[i], take[i], c0, tw,
+                             tp, nt, wt, order, frm, to, cap, cst, first, nxt, pot, dist, par, done, seen, settled, hk,
+                             hv, tot, stk, e_arr, e_take, e_circ, exc, start, wf[k], wp[k])
+            if r[2] or not warm:
+                break
         cost[i], backlog[i], ok[i] = r
+        started[i] = r[2] and warm and attempt == 0
+        if keep:
+            have[k] = r[2]
+            if r[2]:
+                for a in range(E // 2):
+                    wf[k, a] = cap[2 * a + 1]
+                for n in range(N):
+                    wp[k, n] = pot[n]
+
+
+class WarmStarts:
+    """Each chain's flows and prices from its last solve, one slot per chain, to start the next solve from.
+
+    The L-shaped method solves the same chains at one point after another, and near its end the
+    points differ little: from the last optimal flows, with every arc's flow put where the old
+    prices say and the imbalances sent on by the same shortest paths, a chain takes a few
+    augmentations instead of some 130. The answer is the same optimum, checked by the same
+    certificate; a chain whose warm start fails is solved from zero flows.
+    ``n`` slots of chains of ``T`` periods, ``max_delay`` ``K``, ``P`` storable streams, ``M2`` others
+    and ``J`` resources; :attr:`nbytes` what they hold (about 6 kB a chain at ``T`` = 52).
+    """
+
+    def __init__(self, n: int, T: int, K: int, P: int = 1, M2: int = 0, J: int = 1):
+        self.key = (T, K, P, M2, J)
+        E, N = _sizes(T, K, P, M2, J)
+        self.flows = np.zeros((n, E // 2))
+        self.prices = np.zeros((n, N))
+        self.have = np.zeros(n, bool)
+
+    @property
+    def nbytes(self) -> int:
+        return self.flows.nbytes + self.prices.nbytes + self.have.nbytes
+
+    @staticmethod
+    def size(n: int, T: int, K: int, P: int = 1, M2: int = 0, J: int = 1) -> int:
+        """The bytes ``n`` slots would hold."""
+        E, N = _sizes(T, K, P, M2, J)
+        return 8 * n * (E // 2 + N) + n
 
 
 def solve_stock_chains(d, c, F, u, b, L, K: int, pb, room, s0, h, eps=STOCK_FIRST, fallback: bool = True,
-                       d2=None, L2=None) -> dict:
+                       d2=None, L2=None, warm: WarmStarts | None = None, slots=None) -> dict:
     """Solve ``C`` storable chains; returns flows, costs and duals.
 
     ``d``, ``L``, ``pb``: ``[C, T]``; ``c``, ``F``: ``[C, T, J]`` (``J`` resources in series);
@@ -432,11 +567,14 @@ def solve_stock_chains(d, c, F, u, b, L, K: int, pb, room, s0, h, eps=STOCK_FIRS
     that share the capacity but cannot be stored (segments sharing a resource with a storable
     one), each unit taking one unit of capacity, at the same backlog cost ``b``: all in units
     of the capacity, the storable streams' too.
+    ``warm`` (:class:`WarmStarts`) keeps chain ``i``'s flows and prices in slot ``slots[i]``
+    (default ``i``) and starts from them where the slot holds a solve of the same shapes.
 
     Returns ``cost``, ``backlog`` (unit-periods waited, lost units included), ``stock``
     (unit-periods held), ``take`` (units served from stock), ``ok``, all ``[C]``; ``loss``
     ``[C, T]``; ``by_age`` ``[C, T, K + 1]``; ``flex``, ``p``, ``q`` ``[C, T, J]``; ``pb_dual``
-    ``[C, T]`` (``dQ/dpb = -pb_dual``); ``fallback`` (how many chains went to HiGHS); with
+    ``[C, T]`` (``dQ/dpb = -pb_dual``); ``fallback`` (how many chains went to HiGHS); ``warm`` (how
+    many were solved from their slot's warm start); with
     ``d2``, the other streams' ``loss2`` ``[C, T, M2]`` and ``by_age2`` ``[C, T, M2, K + 1]``.
     With ``P`` streams, ``stock`` and ``take`` are ``[C, P]``, ``loss`` and ``pb_dual``
     ``[C, T, P]`` and ``by_age`` ``[C, T, P, K + 1]``.
@@ -480,9 +618,21 @@ def solve_stock_chains(d, c, F, u, b, L, K: int, pb, room, s0, h, eps=STOCK_FIRS
     out["by_age"] = np.zeros((C, T, P, K + 1))
     out.update({k: np.zeros((C, T, J)) for k in ("flex", "p", "q")})
     out["loss2"], out["by_age2"] = np.zeros((C, T, M2)), np.zeros((C, T, M2, K + 1))
+    E, N = _sizes(T, K, P, M2, J)
+    started = np.zeros(C, bool)
+    if warm is None:
+        wf, wp, have, slots = np.zeros((1, E // 2)), np.zeros((1, N)), np.zeros(1, bool), np.zeros(0, np.int64)
+    else:
+        if warm.key != (T, K, P, M2, J):
+            raise ValueError(f"warm starts kept for (T, K, P, M2, J) = {warm.key}, not {(T, K, P, M2, J)}")
+        slots = np.arange(C) if slots is None else np.asarray(slots, np.int64)
+        if slots.shape != (C,) or (C and (slots.min() < 0 or slots.max() >= len(warm.have))):
+            raise ValueError(f"slots must be {C} indices below {len(warm.have)}")
+        wf, wp, have = warm.flows, warm.prices, warm.have
     _solve_all_stock(d, c, F, u, b, L, K, pb, room, s0, h, eps, d2, L2, out["cost"], out["backlog"], out["stock"],
                      out["take"], out["ok"], out["by_age"], out["by_age2"], out["flex"], out["loss"], out["loss2"],
-                     out["p"], out["q"], out["pb_dual"])
+                     out["p"], out["q"], out["pb_dual"], E, N, wf, wp, have, slots, started)
+    out["warm"] = int(started.sum())
     bad = np.flatnonzero(~out["ok"]) if fallback else np.zeros(0, int)
     for i in bad:
         from peakplan.recourse_lp import solve_chain_lp_stock

@@ -17,7 +17,7 @@ from peakplan.benders import chain_structure, solve_benders
 from peakplan.pack import Variant
 from peakplan.recourse import solve_flows
 from peakplan.recourse_lp import solve_chain_lp_delay, solve_chain_lp_stock
-from peakplan.recourse_stock import STOCK_FIRST, solve_stock_chains
+from peakplan.recourse_stock import STOCK_FIRST, WarmStarts, solve_stock_chains
 from peakplan.simulate import mc
 
 opt = importlib.import_module("peakplan.optimize")
@@ -278,3 +278,54 @@ def test_storable_segments_sharing_a_resource_equal_the_extensive_form(T, R, see
     ok = chain_structure(pack, variant, None)
     assert [len(x) for x in ok["segments"]] == [2] * R
     _benders_matches_linprog(pack, draws, variant)
+
+
+@settings(max_examples=150, deadline=None)
+@given(chain=stock_chains(streams=True), seed=st.integers(0, 2**32 - 1))
+def test_a_warm_start_gives_the_cold_optimum(chain, seed):
+    """Solved once, then again at another point (capacity, flex, builds, loss, backlog, holding and flex prices,
+    the take bonus, arrivals and initial stock all moved, the loss prices down as well as up) from the first
+    solve's flows and prices: the same optimum as from zero flows, under the same certificate. At the first
+    point again every chain starts warm and nothing moves."""
+    d, c, F, u, b, L, K, pb, room, s0, h, d2, L2 = chain
+    n, T = d.shape
+    M2, J = d2.shape[2], c.shape[2]
+    warm = WarmStarts(n, T, K, 1, M2, J)
+    one = solve_stock_chains(d, c, F, u, b, L, K, pb, room, s0, h, fallback=False, d2=d2, L2=L2, warm=warm)
+    assert one["warm"] == 0 and warm.have.tolist() == one["ok"].tolist()
+    rng = np.random.default_rng(seed)
+
+    def move(x, steps):
+        return np.maximum(x + rng.choice(steps, np.shape(x)), 0.0)
+
+    point = (move(d, [-1.0, 0.0, 0.0, 2.0]), move(c, [-2.0, 0.0, 1.0, 3.0]), move(F, [-1.0, 0.0, 2.0]),
+             u * rng.choice([0.5, 1.0, 2.0], u.shape), b * rng.choice([0.0, 1.0, 2.0], b.shape),
+             L * rng.choice([0.3, 1.0, 3.0], L.shape), K, move(pb, [-2.0, 0.0, 2.0]), room,
+             np.minimum(move(s0, [-1.0, 0.0, 1.0]), room), h * rng.choice([0.0, 1.0, 2.0], h.shape))
+    eps = STOCK_FIRST * rng.choice([0.0, 1.0, 2.0])
+    L2b = L2 * rng.choice([0.3, 1.0, 3.0], L2.shape)
+    cold = solve_stock_chains(*point, eps, fallback=False, d2=d2, L2=L2b)
+    hot = solve_stock_chains(*point, eps, fallback=False, d2=d2, L2=L2b, warm=warm)
+    assert hot["ok"].tolist() == cold["ok"].tolist()
+    assert hot["warm"] == int((one["ok"] & cold["ok"]).sum())  # every chain solved before started from it
+    scale = max(1.0, float(np.abs(cold["cost"]).max()))
+    assert np.allclose(hot["cost"][cold["ok"]], cold["cost"][cold["ok"]], rtol=1e-9, atol=1e-9 * scale)
+    dd = point[0]
+    assert np.allclose(hot["by_age"].sum(axis=2) + hot["loss"], dd, atol=1e-9 * max(1.0, dd.max()))
+    assert np.allclose(hot["by_age2"].sum(axis=3) + hot["loss2"], d2, atol=1e-9 * max(1.0, d2.max(initial=0.0)))
+    again = solve_stock_chains(*point, eps, fallback=False, d2=d2, L2=L2b, warm=warm)
+    assert again["warm"] == int(hot["ok"].sum())
+    assert np.allclose(again["cost"][hot["ok"]], hot["cost"][hot["ok"]], rtol=1e-12, atol=1e-12 * scale)
+
+
+def test_warm_starts_reject_other_shapes_and_slots():
+    d, c = np.ones((2, 3)), np.ones((2, 3, 1))
+    args = (d, c, 0.0, 0.0, 0.0, np.ones((2, 3)), 0, np.ones((2, 3)), 1.0, 0.0, 1.0)
+    with pytest.raises(ValueError, match=r"warm starts kept for \(T, K, P, M2, J\) = \(4, 0, 1, 0, 1\)"):
+        solve_stock_chains(*args, warm=WarmStarts(2, 4, 0))
+    with pytest.raises(ValueError, match="slots must be 2 indices below 2"):
+        solve_stock_chains(*args, warm=WarmStarts(2, 3, 0), slots=[0, 2])
+    warm = WarmStarts(5, 3, 0)
+    out = solve_stock_chains(*args, warm=warm, slots=[4, 1])
+    assert warm.have.tolist() == [False, True, False, False, True] and out["warm"] == 0
+    assert solve_stock_chains(*args, warm=warm, slots=[1, 4])["warm"] == 2
