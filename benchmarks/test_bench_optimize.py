@@ -154,7 +154,8 @@ def benders_once(S: int, T: int = 52, R: int = 8, tol: float = 1e-3, variant: Va
             "runs": times, "status": str(res.status), "objective": res.objective, "gap": res.gap,
             "lower_bound": info["lower_bound"], "iterations": info["iterations"],
             "oracle_calls": info["oracle_calls"], "clusters": info["clusters"], "lp_fallbacks": info["lp_fallbacks"],
-            "subproblem": info["subproblem"], "budget": pack.budget, "flex_spend": info["flex_spend"]}
+            "subproblem": info["subproblem"], "budget": pack.budget, "flex_spend": info["flex_spend"],
+            "stock_chains": info.get("stock_chains", 0), "warm_starts": info.get("warm_starts", 0)}
 
 
 def compare_once(S: int, T: int = 52, R: int = 8, tol: float = 1e-7, variant: Variant = LEAN,

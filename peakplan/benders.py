@@ -133,6 +133,34 @@ def _stock_segments(pack: PlanningPack, structure: dict) -> np.ndarray:
 WARM_BYTES = 2 * 2**30
 
 
+class _CutPool:
+    """The cuts a master holds, to leave out repeats.
+
+    A cut whose columns and coefficients repeat one already there (to 1e-10 of its largest
+    coefficient, up to a positive factor) and whose lower side is no higher (to 1e-9, in units
+    of that coefficient) adds nothing. Warm-started chains
+    (:class:`peakplan.recourse_stock.WarmStarts`) return the same duals at the same flows up to
+    rounding, and such near-parallel copies stall HiGHS: the pre-build network at S=50 to a
+    1e-7 gap took 364 s with them and 13 s without.
+    """
+
+    def __init__(self):
+        self.top = {}  # columns and rounded coefficients -> the highest lower side added with them
+
+    def fresh(self, rows: list) -> list:
+        """The cuts ``(index, values, lower)`` of ``rows`` that are not repeats, now in the pool."""
+        out = []
+        for idx, val, lo in rows:
+            sc = float(np.abs(val).max(initial=0.0)) or 1.0
+            key = (np.asarray(idx).tobytes(), np.rint(np.asarray(val) * (1e10 / sc)).tobytes())
+            top = self.top.get(key)  # compared per unit of the largest coefficient
+            if top is not None and lo / sc <= top + 1e-9 * max(1.0, abs(top)):
+                continue
+            self.top[key] = lo / sc if top is None else max(top, lo / sc)
+            out.append((idx, val, lo))
+        return out
+
+
 class ChainOracle:
     """Per-chain recourse of every path with the first stage fixed, by :mod:`peakplan.recourse`.
 
@@ -869,13 +897,22 @@ def solve_benders_chains(pack: PlanningPack, draws: mc.Draws, variant: Variant, 
         exact = 1e-3 * tol * max(1.0, abs(lb) if np.isfinite(lb) else 0.0)
         return max(exact, share * (ub - lb)) if np.isfinite(lb) and np.isfinite(ub) else exact
 
+    most_iter = [0]  # the most simplex iterations a master solve has taken
+
     def master():
-        _run_highs(h, deadline)
+        # a warm start that runs to twice the most iterations yet has lost its way (pre-build at
+        # S=50 to 1e-7: one ran 11 s to a solve error where a solve from scratch took 0.5 s): stop it there
+        h.setOptionValue("simplex_iteration_limit", int(max(10_000, 2 * most_iter[0])))
+        try:
+            _run_highs(h, deadline)
+        finally:
+            h.setOptionValue("simplex_iteration_limit", 2**31 - 1)
         st = h.getModelStatus()
         if st != st.__class__.kOptimal:  # numerical trouble on a warm start: solve from scratch
             h.clearSolver()
             _run_highs(h, deadline)
             st = h.getModelStatus()
+        most_iter[0] = max(most_iter[0], int(h.getInfo().simplex_iteration_count))
         if st != st.__class__.kOptimal and st != st.__class__.kInfeasible:
             # still unknown (a budget's excess priced at 1e6 next to the cuts): interior point, then simplex again
             h.clearSolver()
@@ -931,15 +968,20 @@ def solve_benders_chains(pack: PlanningPack, draws: mc.Draws, variant: Variant, 
                     rows.append((idx, val, float(-(oracle.dwin[g, k] - e["cost"][k] + gr @ yg))))
         return rows
 
+    pool = _CutPool()
+
     def add_rows(rows):
-        """Add cuts ``(index, values, lower)`` to the master in one call."""
+        """Add cuts ``(index, values, lower)`` to the master in one call, less repeats (:class:`_CutPool`);
+        returns how many went in."""
+        rows = pool.fresh(rows)
         if not rows:
-            return
+            return 0
         starts = np.cumsum([0] + [len(idx) for idx, _, _ in rows[:-1]]).astype(np.int32)
         h.addRows(len(rows), np.array([lo for _, _, lo in rows]), np.full(len(rows), np.inf),
                   int(sum(len(idx) for idx, _, _ in rows)), starts,
                   np.concatenate([idx for idx, _, _ in rows]).astype(np.int32),
                   np.concatenate([v for _, v, _ in rows]).astype(float))
+        return len(rows)
 
     def violated(rows, col):
         return any(float(val @ col[idx]) < lo - 1e-9 * max(1.0, abs(lo)) for idx, val, lo in rows)
@@ -1160,8 +1202,7 @@ def solve_benders_chains(pack: PlanningPack, draws: mc.Draws, variant: Variant, 
         nonlocal n_cuts
         rows, value, spend, over = evaluate(col)
         offer(col, value, spend, over)
-        add_rows(rows)
-        n_cuts += len(rows)
+        n_cuts += add_rows(rows)
 
     try:
         # the starting points: a start (lever levels) and the most capacity the rules allow. A start that
@@ -1216,8 +1257,7 @@ def solve_benders_chains(pack: PlanningPack, draws: mc.Draws, variant: Variant, 
                 rows2, value2, spend2, over2 = evaluate(col)
                 offer(col, value2, spend2, over2)
                 rows += rows2
-            add_rows(rows)
-            n_cuts += len(rows)
+            n_cuts += add_rows(rows)
             gap = (ub - lb) / max(abs(ub), 1.0)
             if trace is not None:
                 trace.append((it, time.perf_counter() - t0, lb, ub, oracle.calls))

@@ -15,6 +15,7 @@ from scipy.optimize import linprog
 from peakplan import examples
 from peakplan.benders import (
     ChainOracle,
+    _CutPool,
     _cvar_excess,
     _uniform_split,
     chain_structure,
@@ -795,3 +796,21 @@ def test_chicago_scenario_solves_by_series_chains_with_the_extensive_forms_plans
         assert fast.status is ext.status is opt.SolveStatus.OPTIMAL
         assert fast.objective == pytest.approx(ext.objective, rel=2e-6)
         opt.check_plan(pack, fast.levels, fast.prebuild, pack.budget)
+
+
+def test_the_cut_pool_leaves_out_repeats():
+    """A cut again, or again up to rounding, or with a lower side no higher, is left out; a higher lower side, other
+    coefficients or other columns go in."""
+    pool = _CutPool()
+    idx, val = np.array([0, 3, 4]), np.array([1.0, -33.0, 2.5])
+    assert len(pool.fresh([(idx, val, 10.0)])) == 1
+    assert pool.fresh([(idx, val.copy(), 10.0)]) == []
+    assert pool.fresh([(idx, val * (1 + 1e-14), 10.0 + 1e-12)]) == []  # a warm start's rounding
+    assert pool.fresh([(idx, val, 9.0)]) == []  # weaker
+    assert len(pool.fresh([(idx, val, 11.0)])) == 1  # stronger: in, and now the one to beat
+    assert pool.fresh([(idx, val, 10.5)]) == []
+    assert len(pool.fresh([(idx, val + np.array([0.0, 1e-6, 0.0]), 10.0)])) == 1
+    assert len(pool.fresh([(np.array([0, 3, 5]), val, 10.0)])) == 1
+    assert pool.fresh([(idx, 2 * val, 21.0)]) == []  # twice the cut at 10.5: no stronger
+    rows = [(idx, 2 * val, 30.0), (idx, 2 * val, 30.0)]  # 15 a unit: stronger, then a repeat in the same batch
+    assert len(pool.fresh(rows)) == 1

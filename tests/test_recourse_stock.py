@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 from test_benders import _check_against_linprog, _shared_pack, linprog_optimum
 from test_recourse_series import GRID, series_chains
 
-from peakplan import examples
+from peakplan import benders, examples
 from peakplan.benders import chain_structure, solve_benders
 from peakplan.pack import Variant
 from peakplan.recourse import solve_flows
@@ -329,3 +329,20 @@ def test_warm_starts_reject_other_shapes_and_slots():
     out = solve_stock_chains(*args, warm=warm, slots=[4, 1])
     assert warm.have.tolist() == [False, True, False, False, True] and out["warm"] == 0
     assert solve_stock_chains(*args, warm=warm, slots=[1, 4])["warm"] == 2
+
+
+@pytest.mark.parametrize("service", ["expected", "cvar"])
+def test_warm_starts_change_nothing_but_the_work(service, monkeypatch):
+    """The L-shaped method on storable chains with each path's warm start and with none (no room for them):
+    the same optimum to its tolerance; only the first run started chains warm."""
+    rng = np.random.default_rng(5)
+    pack = _storable(examples.synthetic_pack(8, 2, seed=3).replace(max_delay=1), rng)
+    draws = mc.sample_paths(pack, 40, 2)
+    variant = Variant("V", "v", service, 0.99, level=0.95)
+    warm, info = solve_benders(pack, draws, variant, tol=1e-8, subproblem="chains")
+    assert info["warm_starts"] > 0 and info["stock_chains"] > info["warm_starts"]
+    monkeypatch.setattr(benders, "WARM_BYTES", 0)
+    cold, info_cold = solve_benders(pack, draws, variant, tol=1e-8, subproblem="chains")
+    assert info_cold["warm_starts"] == 0 and info_cold["stock_chains"] > 0
+    assert warm.status is cold.status is opt.SolveStatus.OPTIMAL
+    assert warm.objective == pytest.approx(cold.objective, rel=2e-8)
