@@ -300,6 +300,14 @@ class ChainOracle:
             self.warm[g] = WarmStarts(self.S, self.T, K, P, M2, J) if fits else None
         return self.warm[g]
 
+    def adopt(self, warm: dict) -> None:
+        """Take the warm starts ``warm`` (chain -> WarmStarts or None) of a solve on the first paths of these."""
+        for g, w in warm.items():
+            mine = None if w is None else self._warm(g, *w.key[1:])
+            if mine is not None and w.key == mine.key and len(w.have) <= len(mine.have):
+                n = len(w.have)
+                mine.flows[:n], mine.prices[:n], mine.have[:n] = w.flows, w.prices, w.have
+
     def _solve(self, g: int, d, c, F, u, bc, L, levels, wc: float, idx=None) -> dict:
         """Chain ``g``'s LPs: ``d``, ``L`` ``[n, T, M]``; the DP for one stream and ``max_delay`` 0 or 1, else
         successive shortest paths; a storable chain's min-cost flow, its holding cost priced ``wc``, with its
@@ -733,8 +741,13 @@ def solve_benders_chains(pack: PlanningPack, draws: mc.Draws, variant: Variant, 
                          structure: dict, *, time_limit: float | None = None, tol: float = 1e-6,
                          max_iter: int = 1000, alpha: float | None = None, clusters: int | None = None,
                          start: np.ndarray | None = None, ramp: int = 1000,
-                         trace: list | None = None, reach: bool = False) -> tuple[SolveResult, dict]:
+                         trace: list | None = None, reach: bool = False,
+                         warm: dict | None = None) -> tuple[SolveResult, dict]:
     """L-shaped method with exact chain subproblems, cuts per (segment, cluster of paths), in-out stabilisation.
+
+    ``warm`` (a dict, filled on return) receives the storable chains' warm starts
+    (:class:`peakplan.recourse_stock.WarmStarts` per chain): the full sample's oracle takes those of
+    its first eighth of the paths from the sub-sample's solve, whose last point is near the start.
 
     Master: the first stage (``define_first_stage``, ``define_lever_rules``) and, per
     segment ``g`` and cluster ``k`` of paths, a cost ``theta_gk`` (the cluster's share of
@@ -794,13 +807,14 @@ def solve_benders_chains(pack: PlanningPack, draws: mc.Draws, variant: Variant, 
     S = draws.demand.shape[0]
     if reach:
         start, ramp = None, 0
+    sub_warm = {}
     if start is None and ramp and ramp <= S:
         sub = mc.Draws(*(getattr(draws, f)[: S // 8] for f in ("demand", "capacity_factor", "late", "event_hit",
                                                                  "disruption_hit")))
         # a quarter of the time limit at most: the full sample needs the rest
         first, _ = solve_benders_chains(pack, sub, variant, budget, structure, tol=max(tol, 1e-3), alpha=alpha,
                                         ramp=ramp, time_limit=None if time_limit is None else
-                                        0.25 * max(0.0, deadline - time.perf_counter()))
+                                        0.25 * max(0.0, deadline - time.perf_counter()), warm=sub_warm)
         if first.status in (SolveStatus.OPTIMAL, SolveStatus.TIME_LIMIT) and np.isfinite(first.objective):
             start = np.vstack([first.levels, first.prebuild[:, _stock_segments(pack, structure)].T])
     # a chain pass is dear where chains are min-cost flows (streams sharing a resource, max_delay 2 and
@@ -815,6 +829,10 @@ def solve_benders_chains(pack: PlanningPack, draws: mc.Draws, variant: Variant, 
         clusters = (8 if S < 5000 else 32) * max(1, 8 // G) * (4 if heavy else 1)
     oracle = ChainOracle(pack, draws, structure, clusters)
     oracle.deadline = deadline
+    if warm is not None:
+        oracle.warm = warm  # filled as the chains are first solved
+    oracle.adopt(sub_warm)  # the sub-sample's paths are the first eighth of these
+    del sub_warm
     K = oracle.K
     with_budget = budget is not None and any(len(f) for f in oracle.flex_on)
     with_service = variant.service == "expected" and variant.target > 0 and oracle.n_ok > 0

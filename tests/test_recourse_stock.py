@@ -346,3 +346,23 @@ def test_warm_starts_change_nothing_but_the_work(service, monkeypatch):
     assert info_cold["warm_starts"] == 0 and info_cold["stock_chains"] > 0
     assert warm.status is cold.status is opt.SolveStatus.OPTIMAL
     assert warm.objective == pytest.approx(cold.objective, rel=2e-8)
+
+
+def test_the_full_sample_takes_the_sub_samples_warm_starts():
+    """An oracle on the first paths of a sample hands its chains' warm starts to the full sample's: those paths
+    start warm there at the same point, with the same costs, the others cold."""
+    pack = _storable(examples.synthetic_pack(6, 2, seed=1), np.random.default_rng(4))
+    draws = mc.sample_paths(pack, 8, 3)
+    variant = Variant("V", "v", "none", 0.0)
+    structure = chain_structure(pack, variant, None)
+    sub = mc.Draws(*(getattr(draws, f)[:2] for f in ("demand", "capacity_factor", "late", "event_hit",
+                                                      "disruption_hit")))
+    small, full = benders.ChainOracle(pack, sub, structure), benders.ChainOracle(pack, draws, structure)
+    levels = np.zeros((pack.L + int(pack.arr("storable").sum()), pack.T))
+    small.evaluate(0, levels, 0.0)
+    full.adopt(small.warm)
+    assert full.warm[0].have.tolist() == [True, True] + [False] * 6
+    assert np.array_equal(full.warm[0].flows[:2], small.warm[0].flows)
+    out = full.chains(0, levels, np.zeros(8), np.arange(8))
+    assert full.stock_solves == [8, 2]
+    assert np.allclose(out["q"][:2], small.chains(0, levels, np.zeros(2), np.arange(2))["q"], rtol=1e-12)
